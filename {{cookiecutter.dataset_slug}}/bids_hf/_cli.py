@@ -1,0 +1,195 @@
+"""push.py's command line: index -> rows -> checks -> plan -> shards -> stage -> verify -> upload.
+
+Each stage prints one line; everything that can fail before building does so before a
+single shard is written. Exit codes: 0 success, 1 a check or verification failed, 2 bad
+input or usage (the message says which file and what to do), 3 the upload failed.
+Messages go to stderr; stdout carries only results (the inferred schema, the summary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._util import human_bytes
+
+if TYPE_CHECKING:
+    from ._builder import BidsBuilder
+
+EXIT_OK, EXIT_CHECKS, EXIT_INPUT, EXIT_UPLOAD = 0, 1, 2, 3
+
+
+def build_parser(prog: str = "push.py") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Validate a BIDS dataset, build Parquet shards with the NIfTI bytes "
+                    "embedded, stage them with a dataset card, verify, and optionally upload.",
+    )
+    p.add_argument("--bids-root", type=Path, default=os.environ.get("BIDS_ROOT"),
+                   help="the BIDS dataset folder (default: $BIDS_ROOT)")
+    p.add_argument("--out", type=Path,
+                   help="staging folder (default: staging/<dataset>/<revision>)")
+    p.add_argument("--infer-schema", action="store_true",
+                   help="print a proposed schema.py for --bids-root and exit")
+    p.add_argument("--repo-id", help="upload to this Hub dataset repo (ORG/NAME)")
+    p.add_argument("--public", action="store_true", help="create the repo public (default private)")
+    p.add_argument("--revision", default="main", help="branch to upload to (default: main)")
+    p.add_argument("--create-pr", action="store_true", help="upload as a pull request")
+    p.add_argument("--check-load", action="store_true",
+                   help="after upload, stream the first rows back with datasets.load_dataset")
+    p.add_argument("--max-shard-size", default="500MB", help="largest shard (default 500MB)")
+    p.add_argument("--row-group-size", default="100MB", help="largest row group (default 100MB)")
+    p.add_argument("--num-proc", type=int, default=1, help="processes for checks and shards")
+    p.add_argument("--plan-only", action="store_true",
+                   help="write the shard plan to OUT/.bids_hf/plan.json and exit")
+    p.add_argument("--shards", metavar="I-J",
+                   help="build only these shards of the plan (e.g. 0-9), for job arrays")
+    p.add_argument("--strict", action="store_true",
+                   help="NIfTI files claimed by no column are an error")
+    p.add_argument("--allow-phi", action="store_true",
+                   help="upload even if fields that look like personal information are found")
+    p.add_argument("--no-integrity", action="store_true",
+                   help="skip decompressing every image before the build (not recommended)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(builder: type[BidsBuilder], argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.bids_root is None:
+        _say("error: --bids-root is required (or set BIDS_ROOT).")
+        return EXIT_INPUT
+    try:
+        return _run(builder, args)
+    except KeyboardInterrupt:
+        _say("interrupted; rerun the same command to resume.")
+        return EXIT_CHECKS
+    except _input_errors() as err:
+        _say(f"error: {err}")
+        return EXIT_INPUT
+    except Exception:  # unexpected: show the traceback, it is a bug to report
+        _say(traceback.format_exc())
+        _say("error: unexpected failure (traceback above). Rerunning resumes from the last "
+             "finished shard.")
+        return EXIT_CHECKS
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
+    from ._index import BidsIndexError
+    from ._plan import PlanError
+    from ._schema import SchemaError
+    from ._stage import StagingError
+    from ._tables import TableError
+
+    return (BidsIndexError, SchemaError, TableError, PlanError, StagingError, FileNotFoundError)
+
+
+def _run(builder: type[BidsBuilder], args: argparse.Namespace) -> int:
+    from ._checks import pre_build_checks
+    from ._index import index_bids
+    from ._infer import infer_schema
+    from ._plan import plan_shards, read_plan
+    from ._rows import assemble_rows
+    from ._schema import Schema
+    from ._shards import STATE_DIR, build_shards
+    from ._stage import Manifest, claim_staging_dir, stage
+    from ._validate import ValidationResult
+    from ._verify import verify_staged
+
+    t0 = time.perf_counter()
+    index = index_bids(args.bids_root)
+    _say(f"index: {len(index.files)} files ({len(index.nifti_on_disk)} NIfTI), "
+         f"{len(index.subjects)} subjects, {len(index.pipelines)} derivatives pipeline(s) "
+         f"in {time.perf_counter() - t0:.1f} s")
+    if args.infer_schema:
+        print(infer_schema(index), end="")
+        return EXIT_OK
+
+    schema: Schema = builder.SCHEMA
+    if args.strict and not schema.strict:
+        from dataclasses import replace
+
+        schema = replace(schema, strict=True)
+    rowset = assemble_rows(index, schema)
+    _say(f"rows: {len(rowset.rows)} ({schema.row}s) x {len(rowset.features)} columns, "
+         f"{len(rowset.claimed)} images claimed, {len(rowset.unclaimed)} unclaimed")
+    result = ValidationResult(list(rowset.checks))
+    result.extend(pre_build_checks(rowset, integrity=not args.no_integrity,
+                                   num_proc=args.num_proc))
+    _say(result.summary())
+    if not result.all_passed:
+        _say(f"error: {len(result.failures)} check(s) failed; nothing was built.")
+        return EXIT_CHECKS
+
+    meta = builder.card_meta(args.repo_id)
+    out: Path = args.out or Path("staging") / meta.slug / args.revision.replace("/", "_")
+    plan = plan_shards(rowset, args.max_shard_size, args.row_group_size)
+    _say(f"plan: {plan.describe()}, fingerprint {plan.fingerprint[:12]}")
+    plan_file = out / STATE_DIR / "plan.json"
+    if args.plan_only:
+        claim_staging_dir(out, meta.slug)
+        plan_file.write_text(plan.to_json(), encoding="utf-8")
+        for i, spec in enumerate(plan.shards):
+            print(f"{i}\t{spec.name}\t{len(spec.rows)} rows\t{human_bytes(spec.nbytes)}")
+        _say(f"plan written to {plan_file}; build with --shards I-J (indices 0-{len(plan.shards) - 1}).")
+        return EXIT_OK
+    if args.shards:
+        claim_staging_dir(out, meta.slug)
+        if plan_file.exists() and read_plan(plan_file).fingerprint != plan.fingerprint:
+            _say(f"error: the data or schema changed since {plan_file} was written; rerun "
+                 "--plan-only, then the job array.")
+            return EXIT_INPUT
+        chosen = plan.select(args.shards)
+        records = build_shards(rowset, plan, out, only=chosen, num_proc=args.num_proc,
+                               progress=not args.no_progress)
+        _say(f"built shards {args.shards}: {len(records)} shard(s), "
+             f"{human_bytes(sum(r.size for r in records.values()))}")
+        return EXIT_OK
+
+    t1 = time.perf_counter()
+    manifest = stage(rowset, plan, out, meta, card_source=_card_source(builder),
+                     num_proc=args.num_proc, progress=not args.no_progress)
+    build_s = time.perf_counter() - t1
+    _say(f"staged: {out} ({len(manifest.shards)} shard(s), "
+         f"{human_bytes(sum(s['size'] for s in manifest.shards))}) in {build_s:.1f} s")
+    verification = verify_staged(out, rowset, plan, Manifest.read(out))
+    _say(verification.summary())
+    if not verification.all_passed:
+        _say("error: the staged folder failed verification; nothing was uploaded.")
+        return EXIT_CHECKS
+
+    if args.repo_id:
+        _say("error: --repo-id: uploading is not implemented yet; the staged folder is ready "
+             f"at {out}.")
+        return EXIT_UPLOAD
+    _summary(out, manifest, rowset, time.perf_counter() - t0)
+    return EXIT_OK
+
+
+def _card_source(builder: type[Any]) -> str | None:
+    """The generated repo's README.md (the card's prose), next to the builder module."""
+    try:
+        path = Path(inspect.getfile(builder)).parent / "README.md"
+    except TypeError:
+        return None
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def _summary(out: Path, manifest: Any, rowset: Any, seconds: float) -> None:
+    rows = sum(s["num_examples"] for s in manifest.splits.values())
+    print(f"OK: {rows} rows, {len(rowset.features)} columns, {len(manifest.shards)} shard(s), "
+          f"{human_bytes(sum(s['size'] for s in manifest.shards))} staged in {out} "
+          f"({seconds:.1f} s). Load it with datasets.load_dataset({str(out)!r}, split=...).")
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

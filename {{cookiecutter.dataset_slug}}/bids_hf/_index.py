@@ -1,0 +1,336 @@
+"""Index a BIDS tree: every data file with its entities, size and pipeline, plus tables and sidecars.
+
+This module owns discovery. bids2table parses entities and finds nested datasets; we call
+``find_bids_datasets`` because ``index_dataset(root)`` alone skips ``derivatives/``. What
+bids2table leaves out is done here, deliberately:
+
+* ``.bidsignore`` is honoured (bids2table does not read it);
+* paths are kept as found, never resolved: DataLad / git-annex trees are symlinks, and a
+  broken link (annexed content not fetched) is reported, not followed;
+* every ``*.nii`` / ``*.nii.gz`` on disk is listed by a separate walk, so the coverage report
+  can name images that no column claimed *and* images bids2table did not index at all;
+* JSON sidecars and companions (``.bval``/``.bvec``) are resolved with the inheritance
+  principle by our own walk, because ``bids2table.load_bids_metadata`` resolves symlinks.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import bids2table
+import pyarrow as pa
+
+from ._util import natural_key
+
+NIFTI_EXTENSIONS = (".nii.gz", ".nii")
+_SUBJECT_DIR = re.compile(r"^sub-[A-Za-z0-9]+$")
+_SESSION_DIR = re.compile(r"^ses-[A-Za-z0-9]+$")
+# Index columns of bids2table that are bookkeeping, not entities.
+_NON_ENTITY_COLUMNS = {"dataset", "root", "path", "extra_entities"}
+# Never descend into these while walking for images: VCS and tool state, not data.
+_SKIP_DIRS = {".git", ".datalad", ".heudiconv", ".bids_hf", "__pycache__"}
+
+
+class BidsIndexError(ValueError):
+    """The folder cannot be indexed as BIDS (missing, not a directory, no subjects)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BidsFile:
+    """One data file. ``path`` is POSIX and relative to the top-level BIDS root."""
+
+    path: str
+    pipeline: str | None  # None: raw data; else derivatives/<pipeline>
+    entities: Mapping[str, str | int]  # bids2table short names + datatype, suffix, ext
+    size: int  # -1 when the file cannot be read (e.g. a broken annex symlink)
+    mtime_ns: int
+
+    @property
+    def subject(self) -> str:
+        return str(self.entities["sub"])
+
+    @property
+    def session(self) -> str | None:
+        ses = self.entities.get("ses")
+        return None if ses is None else str(ses)
+
+    @property
+    def extension(self) -> str:
+        return str(self.entities.get("ext", ""))
+
+    @property
+    def is_nifti(self) -> bool:
+        return self.extension in NIFTI_EXTENSIONS
+
+    @property
+    def dataset_root(self) -> str:
+        """The BIDS-relative folder of the (raw or derivative) dataset holding this file."""
+        return f"derivatives/{self.pipeline}" if self.pipeline else ""
+
+    @property
+    def tail(self) -> str:
+        """The path with ``sub-*/`` and ``ses-*/`` folders removed: what schema globs match.
+
+        ``sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz`` -> ``anat/sub-01_ses-1_T1w.nii.gz`` and
+        ``derivatives/masks/sub-01/anat/x.nii.gz`` -> ``derivatives/masks/anat/x.nii.gz``.
+        """
+        parts = PurePosixPath(self.path).parts
+        kept = [p for p in parts[:-1] if not (_SUBJECT_DIR.match(p) or _SESSION_DIR.match(p))]
+        return "/".join([*kept, parts[-1]])
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return natural_key(self.path)
+
+
+@dataclass
+class BidsIndex:
+    """Everything later stages need to know about a BIDS root, read once."""
+
+    root: Path
+    files: list[BidsFile]
+    description: dict[str, Any]
+    pipelines: dict[str, dict[str, Any]]  # pipeline -> its dataset_description.json
+    subjects: list[str]  # labels of sub-* folders of the raw dataset, natural order
+    sessions: dict[str, list[str]]  # subject -> labels of its ses-* folders
+    nifti_on_disk: list[str]  # every NIfTI under the root (not ignored), BIDS-relative
+    ignored: list[str] = field(default_factory=list)  # files skipped because of .bidsignore
+    unreadable: list[str] = field(default_factory=list)  # broken links / unreadable files
+    _listings: dict[Path, tuple[str, ...]] = field(default_factory=dict, repr=False)
+
+    def file(self, path: str) -> BidsFile | None:
+        return self._by_path.get(path)
+
+    @property
+    def _by_path(self) -> dict[str, BidsFile]:
+        cached: dict[str, BidsFile] | None = self.__dict__.get("_by_path_cache")
+        if cached is None:
+            cached = {f.path: f for f in self.files}
+            self.__dict__["_by_path_cache"] = cached
+        return cached
+
+    # -- sidecars and companions --------------------------------------------------------
+    def inherited(self, file: BidsFile, extension: str) -> list[Path]:
+        """Files with ``extension`` that apply to ``file`` by the BIDS inheritance principle.
+
+        Returned top-down (dataset root first), so JSON can be merged in order. The search
+        climbs from the file's folder to the root of the dataset (raw or derivative) holding it.
+        """
+        return _inherited(self._listdir, self.root, file, extension)
+
+    def _listdir(self, folder: Path) -> tuple[str, ...]:
+        if folder not in self._listings:
+            try:
+                self._listings[folder] = tuple(sorted(os.listdir(folder)))
+            except OSError:
+                self._listings[folder] = ()
+        return self._listings[folder]
+
+    def sidecar(self, file: BidsFile) -> dict[str, Any]:
+        """The JSON metadata of ``file``, merged top-down per the inheritance principle."""
+        merged: dict[str, Any] = {}
+        for path in self.inherited(file, ".json"):
+            try:
+                merged.update(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, json.JSONDecodeError) as err:
+                raise BidsIndexError(
+                    f"Cannot read JSON sidecar {path.relative_to(self.root)}: {err}. "
+                    "Fix or remove the file (it applies to "
+                    f"{file.path} by BIDS inheritance)."
+                ) from err
+        return merged
+
+    def companion(self, file: BidsFile, extension: str) -> Path | None:
+        """The nearest file with ``extension`` (e.g. ``.bval``) that applies to ``file``."""
+        found = self.inherited(file, extension)
+        return found[-1] if found else None
+
+
+def index_bids(root: str | os.PathLike[str]) -> BidsIndex:
+    """Index the BIDS dataset at ``root``, including every ``derivatives/<pipeline>``."""
+    root_path = Path(os.path.abspath(root))  # absolute but not resolved: keep symlinks
+    if not root_path.is_dir():
+        raise BidsIndexError(
+            f"BIDS root {root} does not exist or is not a folder. "
+            "Pass the folder that holds dataset_description.json and the sub-* folders."
+        )
+    ignore = _BidsIgnore.load(root_path)
+    files: list[BidsFile] = []
+    pipelines: dict[str, dict[str, Any]] = {}
+    ignored: list[str] = []
+    unreadable: list[str] = []
+    for dataset_root in bids2table.find_bids_datasets(root_path):
+        rel_root = Path(dataset_root).relative_to(root_path).as_posix()
+        pipeline = _pipeline_name(rel_root)
+        if rel_root != "." and pipeline is None:
+            continue  # a BIDS-looking folder outside derivatives/ (e.g. sourcedata): not data
+        if pipeline is not None:
+            pipelines[pipeline] = _read_json(Path(dataset_root) / "dataset_description.json")
+        table = bids2table.index_dataset(dataset_root)
+        prefix = "" if pipeline is None else f"derivatives/{pipeline}/"
+        for rel_path, entities in _rows(table):
+            path = prefix + rel_path
+            if ignore.match(path):
+                ignored.append(path)
+                continue
+            size, mtime = _stat(root_path / path)
+            if size < 0:
+                unreadable.append(path)
+            files.append(BidsFile(path, pipeline, entities, size, mtime))
+    files.sort(key=BidsFile.sort_key)
+
+    subjects = sorted(
+        (p.name[4:] for p in root_path.iterdir() if _SUBJECT_DIR.match(p.name) and p.is_dir()),
+        key=natural_key,
+    )
+    sessions = {
+        sub: sorted(
+            (p.name[4:] for p in (root_path / f"sub-{sub}").iterdir()
+             if _SESSION_DIR.match(p.name) and p.is_dir()),
+            key=natural_key,
+        )
+        for sub in subjects
+    }
+    if not subjects and not files:
+        raise BidsIndexError(
+            f"No sub-* folders under {root}. Is this the BIDS root (the folder holding "
+            "dataset_description.json)?"
+        )
+    nifti = [p for p in _walk_nifti(root_path) if not ignore.match(p)]
+    return BidsIndex(
+        root=root_path,
+        files=files,
+        description=_read_json(root_path / "dataset_description.json"),
+        pipelines=pipelines,
+        subjects=subjects,
+        sessions=sessions,
+        nifti_on_disk=sorted(nifti, key=natural_key),
+        ignored=sorted(ignored, key=natural_key),
+        unreadable=sorted(unreadable, key=natural_key),
+    )
+
+
+def _pipeline_name(rel_root: str) -> str | None:
+    """``derivatives/fmriprep`` -> ``fmriprep``; raw root and non-derivative folders -> None."""
+    if rel_root.startswith("derivatives/"):
+        return rel_root[len("derivatives/"):]
+    return None
+
+
+def _rows(table: pa.Table) -> Iterator[tuple[str, dict[str, str | int]]]:
+    """(relative path, entities) per row of a bids2table index, skipping null entities."""
+    columns = [
+        name for name in table.column_names
+        if name not in _NON_ENTITY_COLUMNS and table.column(name).null_count < len(table)
+    ]
+    values = {name: table.column(name).to_pylist() for name in columns}
+    extras = table.column("extra_entities").to_pylist()
+    for i, path in enumerate(table.column("path").to_pylist()):
+        entities: dict[str, str | int] = {}
+        for name in columns:
+            value = values[name][i]
+            if value is not None:
+                entities[name] = value
+        # Entities unknown to the BIDS schema (e.g. a custom "hemi-" misuse) are kept too,
+        # so nothing that was in a filename is lost.
+        for key, value in extras[i] or []:
+            entities.setdefault(key, value)
+        yield path, entities
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()  # follows the symlink to the annexed content, if present
+    except OSError:
+        return -1, 0
+    return st.st_size, st.st_mtime_ns
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise BidsIndexError(f"Cannot read {path.name} at {path.parent}: {err}") from err
+    return data if isinstance(data, dict) else {}
+
+
+def _walk_nifti(root: Path) -> Iterator[str]:
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS and not d.startswith(".")]
+        for name in names:
+            if name.endswith(NIFTI_EXTENSIONS):
+                yield Path(folder, name).relative_to(root).as_posix()
+
+
+def _inherited(
+    listdir: Callable[[Path], tuple[str, ...]], root: Path, file: BidsFile, extension: str
+) -> list[Path]:
+    suffix = file.entities.get("suffix")
+    if not suffix:
+        return []
+    # BIDS inheritance compares labels as written; bids2table turns run-01 into 1, so the
+    # entities are re-read from the file name itself.
+    query = _name_entities(PurePosixPath(file.path).name)
+    found: list[Path] = []
+    folder = PurePosixPath(file.path).parent
+    stop = PurePosixPath(file.dataset_root or ".")
+    while True:
+        for name in listdir(root / folder):
+            if not name.endswith(f"{suffix}{extension}") or name.startswith("."):
+                continue
+            candidate = _name_entities(name)
+            if all(query.get(k) == v for k, v in candidate.items()):
+                found.append(root / folder / name)
+        if folder == stop or folder == PurePosixPath("."):
+            break
+        folder = folder.parent
+    found.reverse()  # top-down: dataset root first, most specific last
+    return found
+
+
+def _name_entities(name: str) -> dict[str, str]:
+    """Entities of a file name as written (``suffix`` included), for inheritance matching."""
+    stem = name.split(".", 1)[0]
+    parts = stem.split("_")
+    entities = dict(part.split("-", 1) for part in parts if "-" in part)
+    if parts and "-" not in parts[-1]:
+        entities["suffix"] = parts[-1]
+    return entities
+
+
+@dataclass(frozen=True)
+class _BidsIgnore:
+    """``.bidsignore`` patterns (gitignore-like: ``/`` anchors at the root, ``dir/`` is a folder)."""
+
+    patterns: tuple[str, ...]
+
+    @classmethod
+    def load(cls, root: Path) -> _BidsIgnore:
+        path = root / ".bidsignore"
+        if not path.is_file():
+            return cls(())
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return cls(tuple(s for line in lines if (s := line.strip()) and not s.startswith("#")))
+
+    def match(self, rel_path: str) -> bool:
+        if not self.patterns:
+            return False
+        parts = rel_path.split("/")
+        for pattern in self.patterns:
+            anchored = pattern.startswith("/")
+            pat = pattern.strip("/")
+            if anchored or "/" in pat:
+                # Match the path or any of its parent folders against the full pattern.
+                if any(fnmatch.fnmatch("/".join(parts[:i]), pat) for i in range(1, len(parts) + 1)):
+                    return True
+            elif any(fnmatch.fnmatch(part, pat) for part in parts):
+                return True
+        return False

@@ -1,0 +1,183 @@
+"""Shard plan: which rows go in which shard and row group, decided up front from file sizes.
+
+``datasets`` 5.2 sizes shards from ``Dataset._estimate_nbytes``, which counts external files
+for Audio/Image/Video but not ``Nifti`` (a 2.6 GB tree is estimated at 49 KB -> one shard),
+and gives ``Nifti`` no small writer batch size (1000-row batches). We never ask it: the
+plan packs rows, in their natural order, into shards of at most ``max_shard_size`` bytes of
+embedded files and row groups of at most ``row_group_size`` bytes (a row larger than that
+is its own row group), so names are known before anything is written and memory is
+bounded by one row group.
+
+Every shard carries a fingerprint of what it will contain (features, schema, its rows'
+values, and each source file's path, size and mtime): a shard on disk is reused only when
+its recorded fingerprint matches.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ._rows import Row, RowSet
+from ._util import human_bytes, parse_size, sha256_text
+
+#: Bumped when the bytes written for the same input would change (invalidates old shards).
+FORMAT_VERSION = "1"
+DEFAULT_MAX_SHARD_SIZE = "500MB"
+DEFAULT_ROW_GROUP_SIZE = "100MB"
+# One Arrow ``binary`` array holds at most 2 GiB; a single row's column above that cannot
+# be written (``Nifti`` storage is ``binary``, not ``large_binary``).
+_ARROW_BINARY_LIMIT = 2**31 - 1 - (1 << 20)
+
+
+class PlanError(ValueError):
+    """The rows cannot be laid out (a single cell too large for Arrow, an empty split)."""
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    split: str
+    index: int
+    count: int
+    rows: tuple[int, ...]  # indices into RowSet.rows
+    row_groups: tuple[tuple[int, ...], ...]  # the same indices, grouped
+    nbytes: int  # bytes of embedded files
+    fingerprint: str
+
+    @property
+    def name(self) -> str:
+        return f"data/{self.split}-{self.index:05d}-of-{self.count:05d}.parquet"
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    shards: tuple[ShardSpec, ...]
+    fingerprint: str
+    max_shard_size: int
+    row_group_size: int
+
+    @property
+    def nbytes(self) -> int:
+        return sum(s.nbytes for s in self.shards)
+
+    def describe(self) -> str:
+        groups = sum(len(s.row_groups) for s in self.shards)
+        return (f"{len(self.shards)} shard(s), {groups} row group(s), "
+                f"{human_bytes(self.nbytes)} of images")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> ShardPlan:
+        data = json.loads(text)
+        shards = tuple(
+            ShardSpec(**{**s, "rows": tuple(s["rows"]),
+                         "row_groups": tuple(tuple(g) for g in s["row_groups"])})
+            for s in data.pop("shards")
+        )
+        return cls(shards=shards, **data)
+
+    def select(self, spec: str | None) -> list[ShardSpec]:
+        """Shards named by ``--shards`` (``"3"``, ``"0-9"``, ``"0-4,7"``; global indices in plan order)."""
+        if not spec:
+            return list(self.shards)
+        chosen: set[int] = set()
+        for part in spec.split(","):
+            lo, _, hi = part.strip().partition("-")
+            try:
+                start, stop = int(lo), int(hi or lo)
+            except ValueError:
+                raise PlanError(f"--shards {spec!r}: use a number, a range like 0-9, or a list "
+                                "like 0-4,7.") from None
+            if start > stop or stop >= len(self.shards):
+                raise PlanError(f"--shards {spec!r}: the plan has shards 0-{len(self.shards) - 1}.")
+            chosen.update(range(start, stop + 1))
+        return [s for i, s in enumerate(self.shards) if i in chosen]
+
+
+def plan_shards(
+    rowset: RowSet,
+    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
+    row_group_size: int | str = DEFAULT_ROW_GROUP_SIZE,
+) -> ShardPlan:
+    max_shard = parse_size(max_shard_size)
+    max_group = min(parse_size(row_group_size), max_shard)
+    _check_cells(rowset)
+    base = [FORMAT_VERSION, json.dumps(rowset.features.to_dict(), sort_keys=True),
+            rowset.schema.fingerprint_text()]
+    shards: list[ShardSpec] = []
+    for split in rowset.splits:
+        indices = [i for i, r in enumerate(rowset.rows) if r.split == split]
+        packed = _pack(indices, rowset.rows, max_shard)
+        for n, shard_rows in enumerate(packed):
+            groups = _pack(shard_rows, rowset.rows, max_group)
+            spec_rows = tuple(shard_rows)
+            name = f"{split}-{n:05d}-of-{len(packed):05d}"
+            fp = sha256_text([*base, name, *(_row_text(rowset.rows[i]) for i in spec_rows),
+                              json.dumps([len(g) for g in groups])])
+            shards.append(ShardSpec(
+                split=split, index=n, count=len(packed), rows=spec_rows,
+                row_groups=tuple(tuple(g) for g in groups),
+                nbytes=sum(rowset.rows[i].nbytes for i in spec_rows), fingerprint=fp,
+            ))
+    if not shards:
+        raise PlanError("The dataset has no rows: no subject folders matched the schema.")
+    return ShardPlan(
+        shards=tuple(shards),
+        fingerprint=sha256_text([*base, *(s.fingerprint for s in shards)]),
+        max_shard_size=max_shard,
+        row_group_size=max_group,
+    )
+
+
+def _pack(indices: Sequence[int], rows: list[Row], limit: int) -> list[list[int]]:
+    """Greedy contiguous packing: keep order, start a new bin when the next row won't fit."""
+    bins: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for i in indices:
+        n = rows[i].nbytes
+        if current and size + n > limit:
+            bins.append(current)
+            current, size = [], 0
+        current.append(i)
+        size += n
+    if current:
+        bins.append(current)
+    return bins
+
+
+def _row_text(row: Row) -> str:
+    files = [(col, f.path, f.size, f.mtime_ns) for col, f in row.files()]
+    return json.dumps([row.key, row.split, files, _jsonable(row.values)], sort_keys=True)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+def _check_cells(rowset: RowSet) -> None:
+    for row in rowset.rows:
+        for column, files in row.images.items():
+            total = sum(max(f.size, 0) for f in files)
+            if total > _ARROW_BINARY_LIMIT:
+                raise PlanError(
+                    f"Row {row.key}, column {column!r}: its {len(files)} file(s) hold "
+                    f"{human_bytes(total)}, above the 2 GiB one Arrow binary value list can "
+                    "hold. Split the column (e.g. one column per run or task) or use "
+                    "row='image'."
+                )
+
+
+def read_plan(path: Path) -> ShardPlan:
+    return ShardPlan.from_json(path.read_text(encoding="utf-8"))

@@ -1,0 +1,368 @@
+"""The schema language: which BIDS files feed which column, and what a row is.
+
+A schema is data. A maintainer writes (or reviews, when inferred) one ``Schema`` in the
+generated repo's ``schema.py``; it reads like a table::
+
+    SCHEMA = Schema(
+        row="session",
+        columns={
+            "t1w":    many(suffix="T1w", datatype="anat"),
+            "lesion": one(pipeline="lesion_masks", suffix="mask", desc="lesion"),
+            "flair":  "anat/*_FLAIR.nii.gz",            # a glob is shorthand for one(glob)
+        },
+        metadata={"participants.tsv": {"age_at_stroke": "float32", "sex": "string"}},
+    )
+
+Entity names are those neuroimagers know from pybids (``subject``, ``session``,
+``acquisition``, ``description``, ``extension``...) or the short ones in file names (``sub``,
+``ses``, ``acq``, ``desc``, ``ext``...); both map to bids2table's column names.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Literal
+
+import bids2table
+import datasets
+
+from ._index import NIFTI_EXTENSIONS, BidsFile
+
+RowLevel = Literal["subject", "session", "image"]
+ROW_LEVELS: tuple[str, ...] = ("subject", "session", "image")
+
+#: Metadata value types a schema may declare, as ``datasets.Value`` dtypes.
+VALUE_TYPES = ("string", "float32", "float64", "int32", "int64", "bool")
+
+#: How a companion file (``.bval``, ``.bvec``...) is stored: all numbers as one list
+#: (``vector``), one list per line (``matrix``), or the file's text.
+CompanionKind = Literal["vector", "matrix", "text"]
+COMPANION_KINDS = ("vector", "matrix", "text")
+_DEFAULT_COMPANION_KIND: dict[str, CompanionKind] = {"bval": "vector", "bvec": "matrix"}
+
+ANY_PIPELINE = "*"
+
+
+class SchemaError(ValueError):
+    """The schema itself is malformed (unknown entity, bad type, clashing names)."""
+
+
+@cache
+def entity_names() -> dict[str, str]:
+    """Every accepted entity spelling -> bids2table's short column name.
+
+    Derived from bids2table's BIDS schema, so new entities arrive with new BIDS versions.
+    """
+    names: dict[str, str] = {"extension": "ext", "datatype": "datatype", "suffix": "suffix"}
+    for f in bids2table.get_arrow_schema():
+        meta = f.metadata or {}
+        long_name = meta.get(b"entity")
+        if long_name is None:
+            continue
+        names[f.name] = f.name
+        names[long_name.decode()] = f.name
+    names["extension"] = "ext"
+    return names
+
+
+@cache
+def index_entities() -> frozenset[str]:
+    """Short names of entities whose values are integers (run, echo, flip, ...)."""
+    return frozenset(
+        f.name for f in bids2table.get_arrow_schema()
+        if (f.metadata or {}).get(b"format") == b"index"
+    )
+
+
+def normalize_entity(name: str) -> str:
+    try:
+        return entity_names()[name]
+    except KeyError:
+        close = [n for n in entity_names() if n.startswith(name[:3])]
+        hint = f" Did you mean {', '.join(sorted(close)[:4])}?" if close else ""
+        raise SchemaError(f"Unknown BIDS entity {name!r}.{hint}") from None
+
+
+EntityFilter = str | int | None | Sequence[str | int]
+
+
+@dataclass(frozen=True)
+class Query:
+    """Which files a column takes.
+
+    ``entities`` filter exactly (a value, a list of allowed values, or ``None`` for "must
+    be absent"); ``pipeline`` selects raw data (``None``), one ``derivatives/<pipeline>``, or
+    any (``"*"``); ``glob`` matches the path with its ``sub-*/`` and ``ses-*/`` folders
+    removed (``anat/*_T1w.nii.gz``, ``derivatives/masks/*_mask.nii.gz``).
+    """
+
+    entities: tuple[tuple[str, EntityFilter], ...] = ()
+    pipeline: str | None = None
+    glob: str | None = None
+
+    def matches(self, file: BidsFile) -> bool:
+        if not file.is_nifti:
+            return False
+        if self.glob is None:
+            if self.pipeline != ANY_PIPELINE and file.pipeline != self.pipeline:
+                return False
+        elif not fnmatch.fnmatchcase(file.tail, self.glob):
+            return False
+        for name, want in self.entities:
+            have = file.entities.get(name)
+            if not _entity_matches(name, have, want):
+                return False
+        return True
+
+    def describe(self) -> str:
+        """A compact, human-readable form of the query (for errors and the card)."""
+        parts = [f"glob {self.glob!r}"] if self.glob else []
+        if self.glob is None:
+            parts.append("raw data" if self.pipeline is None else
+                         "any pipeline" if self.pipeline == ANY_PIPELINE else
+                         f"derivatives/{self.pipeline}")
+        parts += [f"{k}={v!r}" for k, v in self.entities]
+        return ", ".join(parts)
+
+
+def _entity_matches(name: str, have: str | int | None, want: EntityFilter) -> bool:
+    if want is None:
+        return have is None
+    if have is None:
+        return False
+    wanted = want if isinstance(want, (list, tuple)) else (want,)
+    if name in index_entities():
+        # run-01 and run=1 are the same run: bids2table parses index entities as int.
+        try:
+            return int(have) in {int(w) for w in wanted}
+        except (TypeError, ValueError):
+            return str(have) in {str(w) for w in wanted}
+    return str(have) in {str(w) for w in wanted}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One output column fed by NIfTI files.
+
+    Args:
+        query: which files.
+        many: ``False`` -> ``Nifti()`` (at most one file per row; two is an error naming
+            both); ``True`` -> ``List(Nifti())`` in natural order (run-2 before run-10).
+        keep: for ``many`` columns, entities stored as aligned lists next to the images
+            (``<column>_<entity>``); ``None`` keeps every entity that varies among the files.
+        companions: extra files next to each image, found by BIDS inheritance, e.g.
+            ``("bval", "bvec")`` gives ``<column>_bval`` (all numbers as one list) and
+            ``<column>_bvec`` (one list per line); ``{"bval": "text"}`` keeps the raw text.
+        sidecar: add ``<column>_sidecar``: the JSON sidecar (inheritance applied) as text.
+        description: a sentence for the dataset card.
+    """
+
+    query: Query
+    many: bool = False
+    keep: tuple[str, ...] | None = None
+    companions: tuple[tuple[str, CompanionKind], ...] = ()
+    sidecar: bool = False
+    description: str = ""
+
+
+def _column(
+    glob: str | None,
+    many: bool,
+    pipeline: str | None,
+    keep: Sequence[str] | None,
+    companions: Mapping[str, CompanionKind] | Sequence[str] | None,
+    sidecar: bool,
+    description: str,
+    entities: Mapping[str, EntityFilter],
+) -> Column:
+    if glob is not None and pipeline is not None:
+        raise SchemaError(
+            f"Give either a glob ({glob!r}) or pipeline={pipeline!r}, not both: "
+            "a glob names the derivatives folder itself (derivatives/<pipeline>/...)."
+        )
+    norm = tuple(sorted(
+        (normalize_entity(k), tuple(v) if isinstance(v, list) else v) for k, v in entities.items()
+    ))
+    if any(k in {"sub"} for k, _ in norm):
+        raise SchemaError("Filter subjects with the schema's splits or subjects, not in a column.")
+    if isinstance(companions, Mapping):
+        comp = tuple((ext.lstrip("."), kind) for ext, kind in companions.items())
+    else:
+        comp = tuple(
+            (e := ext.lstrip("."), _DEFAULT_COMPANION_KIND.get(e, "text")) for ext in companions or ()
+        )
+    for ext, kind in comp:
+        if kind not in COMPANION_KINDS:
+            raise SchemaError(
+                f"Companion {ext!r}: kind must be one of {', '.join(COMPANION_KINDS)}, not {kind!r}."
+            )
+    return Column(
+        query=Query(entities=norm, pipeline=pipeline, glob=glob),
+        many=many,
+        keep=None if keep is None else tuple(normalize_entity(k) for k in keep),
+        companions=comp,
+        sidecar=sidecar,
+        description=description,
+    )
+
+
+def one(
+    glob: str | None = None,
+    /,
+    *,
+    pipeline: str | None = None,
+    companions: Mapping[str, CompanionKind] | Sequence[str] | None = None,
+    sidecar: bool = False,
+    description: str = "",
+    **entities: EntityFilter,
+) -> Column:
+    """A column holding at most one image per row (``Nifti()``)."""
+    return _column(glob, False, pipeline, (), companions, sidecar, description, entities)
+
+
+def many(
+    glob: str | None = None,
+    /,
+    *,
+    pipeline: str | None = None,
+    keep: Sequence[str] | None = None,
+    companions: Mapping[str, CompanionKind] | Sequence[str] | None = None,
+    sidecar: bool = False,
+    description: str = "",
+    **entities: EntityFilter,
+) -> Column:
+    """A column holding every matching image of a row, in natural order (``List(Nifti())``)."""
+    return _column(glob, True, pipeline, keep, companions, sidecar, description, entities)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """Counts the maintainer expects; validation fails when the data disagree.
+
+    ``files`` maps a column to its total number of files. ``tolerance`` is a fraction
+    (0.02 accepts 2% either way); 0 means exact.
+    """
+
+    subjects: int | None = None
+    rows: int | None = None
+    files: Mapping[str, int] = field(default_factory=dict)
+    tolerance: float = 0.0
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A whole dataset: row granularity, image columns, metadata tables, expectations.
+
+    Args:
+        columns: name -> ``one(...)`` / ``many(...)`` / glob string.
+        row: ``"subject"``, ``"session"`` (subjects without sessions give one row each) or
+            ``"image"`` (one row per file: the tree as a flat table of scans).
+        metadata: table path (relative to the root) -> {column: type}. The table needs a
+            ``participant_id`` column and, for per-session values, ``session_id``.
+            ``"sessions.tsv"`` means every ``sub-*/sub-*_sessions.tsv``.
+        expected: counts checked before anything is built.
+        splits: ``None`` (everything is ``train``), a metadata column whose values are split
+            names, or ``{split: [participant_id, ...]}``.
+        configs: extra named column subsets, e.g. ``{"anat": ["t1w", "lesion"]}``; every
+            config reads the same Parquet files, so no bytes are stored twice.
+        strict: make NIfTI files that no column claims an error instead of a warning.
+    """
+
+    columns: Mapping[str, Column | str]
+    row: RowLevel = "session"
+    metadata: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    expected: Expected = field(default_factory=Expected)
+    splits: str | Mapping[str, Sequence[str]] | None = None
+    configs: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        if self.row not in ROW_LEVELS:
+            raise SchemaError(f"row must be one of {', '.join(ROW_LEVELS)}, not {self.row!r}.")
+        if not self.columns:
+            raise SchemaError("The schema declares no columns. Add at least one image column.")
+        normalized = {
+            name: one(col) if isinstance(col, str) else col for name, col in self.columns.items()
+        }
+        for name, col in normalized.items():
+            if not isinstance(col, Column):
+                raise SchemaError(
+                    f"Column {name!r} must be one(...), many(...) or a glob string, "
+                    f"not {type(col).__name__}."
+                )
+            if not name.isidentifier():
+                raise SchemaError(f"Column name {name!r} must be a Python identifier (t1w, bold_rest).")
+        object.__setattr__(self, "columns", normalized)
+        for table, cols in self.metadata.items():
+            for col, dtype in cols.items():
+                if dtype not in VALUE_TYPES:
+                    raise SchemaError(
+                        f"Metadata column {col!r} of {table}: type {dtype!r} is not one of "
+                        f"{', '.join(VALUE_TYPES)}."
+                    )
+        clash = set(self.metadata_columns()) & set(self.reserved_names())
+        if clash:
+            raise SchemaError(f"Metadata columns {sorted(clash)} clash with image or id columns.")
+        for config, names in self.configs.items():
+            unknown = [n for n in names if n not in self.columns and n not in self.metadata_columns()]
+            if unknown:
+                raise SchemaError(f"Config {config!r} names unknown columns {unknown}.")
+
+    @property
+    def image_columns(self) -> dict[str, Column]:
+        return dict(self.columns)  # type: ignore[arg-type]  # normalized in __post_init__
+
+    def metadata_columns(self) -> dict[str, str]:
+        """Every declared metadata column -> its type; a name declared twice is an error."""
+        out: dict[str, str] = {}
+        for table, cols in self.metadata.items():
+            for col, dtype in cols.items():
+                if col in out:
+                    raise SchemaError(f"Metadata column {col!r} is declared by two tables ({table}).")
+                out[col] = dtype
+        return out
+
+    def reserved_names(self) -> list[str]:
+        names = ["subject_id", "session_id", "split"]
+        for name, col in self.image_columns.items():
+            names.append(name)
+            names += [f"{name}_{ext}" for ext, _ in col.companions]
+            if col.sidecar:
+                names.append(f"{name}_sidecar")
+        return names
+
+    def fingerprint_text(self) -> str:
+        """A stable text of everything that shapes the output (for shard fingerprints)."""
+        return json.dumps(
+            {
+                "row": self.row,
+                "columns": {k: repr(v) for k, v in self.image_columns.items()},
+                "metadata": {k: dict(v) for k, v in self.metadata.items()},
+                "splits": self.splits if not isinstance(self.splits, Mapping)
+                else {k: list(v) for k, v in self.splits.items()},
+            },
+            sort_keys=True,
+        )
+
+
+def value_feature(dtype: str) -> datasets.Value:
+    return datasets.Value(dtype)
+
+
+def as_schema(obj: Schema | Mapping[str, Any]) -> Schema:
+    """Accept a ``Schema`` or the short dict form ``{"t1w": "anat/*_T1w.nii.gz", ...}``."""
+    if isinstance(obj, Schema):
+        return obj
+    if isinstance(obj, Mapping):
+        return Schema(columns=dict(obj))
+    raise SchemaError(f"Expected a Schema or a dict of columns, got {type(obj).__name__}.")
+
+
+__all__ = [
+    "ANY_PIPELINE", "Column", "Expected", "Query", "Schema", "SchemaError", "as_schema",
+    "entity_names", "many", "normalize_entity", "one",
+]

@@ -1,0 +1,76 @@
+"""Small helpers shared by every stage: natural ordering, byte sizes, hashing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+_DIGITS = re.compile(r"(\d+)")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def natural_key(text: str) -> tuple[str | int, ...]:
+    """Sort key that orders embedded numbers numerically: run-2 before run-10.
+
+    ``re.split`` with a capturing group alternates text and digits and always starts with
+    text, so keys of different strings stay comparable position by position.
+    """
+    parts = _DIGITS.split(text)
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
+
+
+def parse_size(value: str | int) -> int:
+    """``"500MB"`` -> 500_000_000; ``"1GiB"`` -> 2**30; ints pass through."""
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(value)
+    if not match:
+        raise ValueError(f"Not a size: {value!r}. Use e.g. 500MB, 2GB or 1GiB.")
+    number, unit = float(match.group(1)), match.group(2).upper()
+    binary = "I" in unit
+    letter = unit.replace("I", "").replace("B", "")
+    factor = (1024 ** "KMGT".index(letter) * 1024) if binary and letter else _UNITS[letter]
+    return int(number * factor)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 8 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_text(parts: Iterable[str]) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename durable: fsync the directory that holds the new name."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def summarize_paths(paths: list[str], limit: int = 5) -> str:
+    """One line naming the first few paths and how many more there are."""
+    shown = ", ".join(paths[:limit])
+    return shown + (f" (+{len(paths) - limit} more)" if len(paths) > limit else "")
