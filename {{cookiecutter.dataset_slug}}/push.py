@@ -6,10 +6,18 @@
     python push.py --help                                       # all options
 """
 
+import importlib
 import sys
 
 from bids_hf._cli import main
-from {{ cookiecutter.module_name }} import {{ cookiecutter.__class_name }} as BUILDER
+
+BUILDER_MODULE, BUILDER_CLASS = "{{ cookiecutter.module_name }}", "{{ cookiecutter.__class_name }}"
+
+
+def load_builder():
+    """The dataset builder class (imports schema.py, so schema errors surface here)."""
+    return getattr(importlib.import_module(BUILDER_MODULE), BUILDER_CLASS)
+
 
 if __name__ == "__main__":
-    sys.exit(main(BUILDER))
+    sys.exit(main(load_builder))

@@ -13,7 +13,7 @@ from ._index import BidsFile, BidsIndex, BidsIndexError, index_bids
 from ._infer import infer_schema
 from ._plan import PlanError, ShardPlan, plan_shards
 from ._rows import Row, RowSet, assemble_rows
-from ._schema import Column, Expected, Schema, SchemaError, many, one
+from ._schema import Column, Expected, MetaColumn, Schema, SchemaError, many, meta, one
 from ._stage import Manifest, StagingError, stage
 from ._synthetic import write_nifti, write_replica
 from ._tables import TableError
@@ -29,6 +29,7 @@ __all__ = [
     "Column",
     "Expected",
     "Manifest",
+    "MetaColumn",
     "PlanError",
     "Row",
     "RowSet",
@@ -45,6 +46,7 @@ __all__ = [
     "index_bids",
     "infer_schema",
     "many",
+    "meta",
     "one",
     "plan_shards",
     "pre_build_checks",

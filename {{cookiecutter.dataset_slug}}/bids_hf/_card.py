@@ -220,7 +220,9 @@ def _columns_table(rowset: RowSet) -> str:
                 source = (col.description + " — " if col.description else "") + col.query.describe()
             count = sum(len(r.images.get(name, ())) for r in rowset.rows)
         elif name in schema.metadata_columns():
-            source = next(t for t, cols in schema.metadata.items() if name in cols)
+            source = next(f"{t} ({col})" if col != name else t
+                          for t, cols in schema.metadata_spec().items()
+                          for col, spec in cols.items() if spec.name == name)
             count = sum(r.values.get(name) is not None for r in rowset.rows)
         else:
             source, count = "", len(rowset.rows)

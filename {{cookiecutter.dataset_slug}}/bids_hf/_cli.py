@@ -17,6 +17,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._util import human_bytes
@@ -62,13 +63,16 @@ def build_parser(prog: str = "push.py") -> argparse.ArgumentParser:
     return p
 
 
-def main(builder: type[BidsBuilder], argv: Sequence[str] | None = None) -> int:
+def main(load_builder: Callable[[], type[BidsBuilder]], argv: Sequence[str] | None = None) -> int:
+    """Run push.py. ``load_builder`` imports the dataset module (and with it schema.py)
+    inside the error handling, so a mistake in schema.py gets a message, not a crash."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.bids_root is None:
         _say("error: --bids-root is required (or set BIDS_ROOT).")
         return EXIT_INPUT
     try:
+        builder = _load(load_builder, args.infer_schema)
         return _run(builder, args)
     except KeyboardInterrupt:
         _say("interrupted; rerun the same command to resume.")
@@ -83,6 +87,17 @@ def main(builder: type[BidsBuilder], argv: Sequence[str] | None = None) -> int:
         return EXIT_CHECKS
 
 
+def _load(load_builder: Callable[[], type[BidsBuilder]], inferring: bool) -> type[BidsBuilder] | None:
+    from ._schema import SchemaError
+
+    try:
+        return load_builder()
+    except SchemaError as err:
+        if inferring:  # --infer-schema is how a broken schema.py gets replaced
+            return None
+        raise SchemaError(f"schema.py: {err}") from err
+
+
 def _input_errors() -> tuple[type[Exception], ...]:
     from ._index import BidsIndexError
     from ._plan import PlanError
@@ -93,7 +108,7 @@ def _input_errors() -> tuple[type[Exception], ...]:
     return (BidsIndexError, SchemaError, TableError, PlanError, StagingError, FileNotFoundError)
 
 
-def _run(builder: type[BidsBuilder], args: argparse.Namespace) -> int:
+def _run(builder: type[BidsBuilder] | None, args: argparse.Namespace) -> int:
     from ._checks import pre_build_checks
     from ._index import index_bids
     from ._infer import infer_schema
@@ -114,6 +129,7 @@ def _run(builder: type[BidsBuilder], args: argparse.Namespace) -> int:
         print(infer_schema(index), end="")
         return EXIT_OK
 
+    assert builder is not None
     schema: Schema = builder.SCHEMA
     if args.strict and not schema.strict:
         from dataclasses import replace

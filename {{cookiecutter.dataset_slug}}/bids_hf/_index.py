@@ -8,7 +8,9 @@ bids2table leaves out is done here, deliberately:
 * paths are kept as found, never resolved: DataLad / git-annex trees are symlinks, and a
   broken link (annexed content not fetched) is reported, not followed;
 * every ``*.nii`` / ``*.nii.gz`` on disk is listed by a separate walk, so the coverage report
-  can name images that no column claimed *and* images bids2table did not index at all;
+  can name images that no column claimed; images inside a ``sub-*`` folder whose names do
+  not follow BIDS (bids2table skips them) are indexed from their folders, so a glob column
+  can still claim them;
 * JSON sidecars and companions (``.bval``/``.bvec``) are resolved with the inheritance
   principle by our own walk, because ``bids2table.load_bids_metadata`` resolves symlinks.
 """
@@ -51,6 +53,7 @@ class BidsFile:
     entities: Mapping[str, str | int]  # bids2table short names + datatype, suffix, ext
     size: int  # -1 when the file cannot be read (e.g. a broken annex symlink)
     mtime_ns: int
+    bids_named: bool = True  # False: found by the NIfTI walk, entities read from folders
 
     @property
     def subject(self) -> str:
@@ -183,6 +186,11 @@ def index_bids(root: str | os.PathLike[str]) -> BidsIndex:
             if size < 0:
                 unreadable.append(path)
             files.append(BidsFile(path, pipeline, entities, size, mtime))
+    nifti = [p for p in _walk_nifti(root_path) if not ignore.match(p)]
+    indexed = {f.path for f in files}
+    for path in nifti:
+        if path not in indexed and (loose := _loose_file(root_path, path)) is not None:
+            files.append(loose)
     files.sort(key=BidsFile.sort_key)
 
     subjects = sorted(
@@ -202,7 +210,6 @@ def index_bids(root: str | os.PathLike[str]) -> BidsIndex:
             f"No sub-* folders under {root}. Is this the BIDS root (the folder holding "
             "dataset_description.json)?"
         )
-    nifti = [p for p in _walk_nifti(root_path) if not ignore.match(p)]
     return BidsIndex(
         root=root_path,
         files=files,
@@ -242,6 +249,32 @@ def _rows(table: pa.Table) -> Iterator[tuple[str, dict[str, str | int]]]:
         for key, value in extras[i] or []:
             entities.setdefault(key, value)
         yield path, entities
+
+
+def _loose_file(root: Path, rel_path: str) -> BidsFile | None:
+    """A NIfTI under ``sub-*/`` with a non-BIDS name, its entities read from its folders.
+
+    ``sub-01/ses-2/anat/T1.nii.gz`` -> sub=01, ses=2, datatype=anat, suffix=T1. Files outside
+    any subject folder cannot belong to a row and stay unindexed (the coverage report lists them).
+    """
+    parts = rel_path.split("/")
+    subject_at = next((i for i, p in enumerate(parts[:-1]) if _SUBJECT_DIR.match(p)), None)
+    if subject_at is None:
+        return None
+    prefix = "/".join(parts[:subject_at])
+    pipeline = _pipeline_name(prefix)
+    if prefix and pipeline is None:
+        return None  # e.g. sourcedata/: not a dataset of this tree
+    entities: dict[str, str | int] = dict(bids2table.parse_bids_entities(parts[-1]))
+    entities["sub"] = parts[subject_at][4:]
+    rest = parts[subject_at + 1:-1]
+    if rest and _SESSION_DIR.match(rest[0]):
+        entities["ses"] = rest[0][4:]
+        rest = rest[1:]
+    if rest and rest[0].isalpha() and rest[0].islower():
+        entities["datatype"] = rest[0]
+    size, mtime = _stat(root / rel_path)
+    return BidsFile(rel_path, pipeline, entities, size, mtime, bids_named=False)
 
 
 def _stat(path: Path) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ._index import BidsFile, BidsIndex
 from ._rows import assemble_rows
-from ._schema import RowLevel, Schema, many, one
+from ._schema import MetaColumn, RowLevel, Schema, many, one
 from ._tables import NULL, read_tsv
 from ._util import natural_key
 
@@ -42,7 +42,7 @@ def infer_schema(index: BidsIndex) -> str:
         per_row = Counter((f.subject, f.session if row == "session" else None) for f in files)
         fn = "many" if max(per_row.values()) > 1 else "one"
         calls[names[key]] = (fn, _column_args(key, files, kinds_with, index))
-    metadata = _metadata(index, row)
+    metadata = _metadata(index, row, {"subject_id", "session_id", *calls})
     if not calls:
         raise ValueError(f"No NIfTI files with BIDS names under {index.root}; nothing to infer.")
     # Counts come from the real row assembly, so the proposal validates on this tree.
@@ -55,7 +55,10 @@ def infer_schema(index: BidsIndex) -> str:
         "Columns are one(...) (one image per row) or many(...) (a list, natural order).",
         '"""',
         "",
-        "from bids_hf import Expected, Schema, many, one",
+        "from bids_hf import " + ", ".join(sorted(
+            {"Expected", "Schema", *(fn for fn, _ in calls.values())}
+            | ({"meta"} if any(isinstance(m, MetaColumn) for c in metadata.values()
+                               for m in c.values()) else set()))),
         "",
         "SCHEMA = Schema(",
         f"    row={row!r},",
@@ -67,7 +70,7 @@ def infer_schema(index: BidsIndex) -> str:
         lines.append("    metadata={")
         for table, cols in metadata.items():
             lines.append(f"        {table!r}: " + "{")
-            lines += [f"            {col!r}: {dtype!r}," for col, dtype in cols.items()]
+            lines += [f"            {col!r}: {_render_meta(spec)}," for col, spec in cols.items()]
             lines.append("        },")
         lines.append("    },")
     lines += [
@@ -147,23 +150,42 @@ def _render_args(args: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in args.items())
 
 
-def _metadata(index: BidsIndex, row: str) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
+def _metadata(index: BidsIndex, row: str, taken: set[str]) -> dict[str, dict[str, str | MetaColumn]]:
+    """Declared metadata for participants.tsv (and sessions.tsv for session rows).
+
+    ``taken`` holds the names already used (id and image columns); a table column whose
+    name is taken, or has stray spaces, is declared with an explicit output name rather
+    than dropped.
+    """
+    tables: dict[str, dict[str, str]] = {}
     participants = index.root / "participants.tsv"
     if participants.is_file():
-        cols = _typed_columns(participants, skip={"participant_id"})
-        if cols:
-            out["participants.tsv"] = cols
+        tables["participants.tsv"] = _typed_columns(participants, skip={"participant_id"})
     if row == "session":
         merged: dict[str, str] = {}
         for path in sorted(index.root.glob("sub-*/sub-*_sessions.tsv")):
             for col, dtype in _typed_columns(path, skip={"session_id"}).items():
                 merged[col] = _wider(merged.get(col), dtype)
-        taken = set(out.get("participants.tsv", {}))
-        merged = {c: t for c, t in merged.items() if c not in taken}
-        if merged:
-            out["sessions.tsv"] = merged
+        tables["sessions.tsv"] = merged
+    out: dict[str, dict[str, str | MetaColumn]] = {}
+    used = set(taken)
+    for table, cols in tables.items():
+        declared: dict[str, str | MetaColumn] = {}
+        for col, dtype in cols.items():
+            name = col.strip() or "unnamed"
+            if name in used:
+                name = f"{table.split('.')[0]}_{name}"
+            used.add(name)
+            declared[col] = dtype if name == col else MetaColumn(dtype, name)
+        if declared:
+            out[table] = declared
     return out
+
+
+def _render_meta(spec: str | MetaColumn) -> str:
+    if isinstance(spec, str):
+        return repr(spec)
+    return f"meta({spec.dtype!r}, name={spec.name!r})"
 
 
 def _typed_columns(path: Path, skip: set[str]) -> dict[str, str]:

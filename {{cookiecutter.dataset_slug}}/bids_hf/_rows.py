@@ -312,7 +312,7 @@ def _load_metadata(index: BidsIndex, schema: Schema, checks: list[ValidationChec
     tables = _Tables()
     if schema.row == "subject" and SESSIONS_TABLE in schema.metadata:
         raise SchemaError("sessions.tsv holds per-session values; use row='session' or 'image'.")
-    for table, columns in schema.metadata.items():
+    for table, columns in schema.metadata_spec().items():
         try:
             rows: list[TableRow] = load_table(index.root, table, columns)
         except TableError as err:
@@ -415,14 +415,18 @@ def _coverage_checks(
 ) -> list[ValidationCheck]:
     checks: list[ValidationCheck] = []
     unclaimed = [p for p in index.nifti_on_disk if p not in claimed_by]
-    not_indexed = [p for p in unclaimed if index.file(p) is None]
+    outside = [p for p in unclaimed if index.file(p) is None]
+    loose = [p for p in unclaimed if (f := index.file(p)) is not None and not f.bids_named]
     details = ""
     if unclaimed:
-        details = (f"{len(unclaimed)} NIfTI file(s) under the root are in no column: "
-                   f"{summarize_paths(unclaimed)}\n")
-        if not_indexed:
-            details += (f"{len(not_indexed)} of them do not follow BIDS naming, so no entity "
-                        f"query can reach them (a glob can): {summarize_paths(not_indexed)}\n")
+        details = (f"{len(unclaimed)} NIfTI file(s) under the root are in no column:\n"
+                   + _by_kind(unclaimed, index) + "\n")
+        if loose:
+            details += (f"{len(loose)} of them have non-BIDS names; a glob column can claim "
+                        f"them: {summarize_paths(loose)}\n")
+        if outside:
+            details += (f"{len(outside)} of them are outside any sub-* folder, so no row can "
+                        f"hold them: {summarize_paths(outside)}\n")
         details += ("Add a column for them, list them in .bidsignore, or accept the loss"
                     + ("." if schema.strict else " (strict=True makes this an error)."))
     checks.append(ValidationCheck(
@@ -451,6 +455,22 @@ def _coverage_checks(
                  "on them.") if unreadable else "",
     ))
     return checks
+
+
+def _by_kind(paths: list[str], index: BidsIndex) -> str:
+    """One line per kind of file (pipeline, datatype, suffix): count and an example."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for p in paths:
+        f = index.file(p)
+        if f is None:
+            kind = "outside subject folders"
+        else:
+            kind = "/".join(x for x in (f"derivatives/{f.pipeline}" if f.pipeline else "",
+                                        str(f.entities.get("datatype", "")),
+                                        str(f.entities.get("suffix", ""))) if x)
+        groups[kind].append(p)
+    return "\n".join(f"  {kind}: {len(files)} (e.g. {files[0]})"
+                     for kind, files in sorted(groups.items(), key=lambda kv: -len(kv[1])))
 
 
 # -- features ----------------------------------------------------------------------------

@@ -240,6 +240,20 @@ def many(
 
 
 @dataclass(frozen=True)
+class MetaColumn:
+    """A metadata table column: its type and, when the table's name won't do, the output name."""
+
+    dtype: str
+    name: str | None = None
+    description: str = ""
+
+
+def meta(dtype: str, name: str | None = None, description: str = "") -> MetaColumn:
+    """A metadata column stored under another name, e.g. ``meta("string", name="site")``."""
+    return MetaColumn(dtype, name, description)
+
+
+@dataclass(frozen=True)
 class Expected:
     """Counts the maintainer expects; validation fails when the data disagree.
 
@@ -261,9 +275,10 @@ class Schema:
         columns: name -> ``one(...)`` / ``many(...)`` / glob string.
         row: ``"subject"``, ``"session"`` (subjects without sessions give one row each) or
             ``"image"`` (one row per file: the tree as a flat table of scans).
-        metadata: table path (relative to the root) -> {column: type}. The table needs a
-            ``participant_id`` column and, for per-session values, ``session_id``.
-            ``"sessions.tsv"`` means every ``sub-*/sub-*_sessions.tsv``.
+        metadata: table path (relative to the root) -> {table column: type or
+            ``meta(type, name=...)``}. The table needs a ``participant_id`` column and, for
+            per-session values, ``session_id``. ``"sessions.tsv"`` means every
+            ``sub-*/sub-*_sessions.tsv``.
         expected: counts checked before anything is built.
         splits: ``None`` (everything is ``train``), a metadata column whose values are split
             names, or ``{split: [participant_id, ...]}``.
@@ -274,7 +289,7 @@ class Schema:
 
     columns: Mapping[str, Column | str]
     row: RowLevel = "session"
-    metadata: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    metadata: Mapping[str, Mapping[str, str | MetaColumn]] = field(default_factory=dict)
     expected: Expected = field(default_factory=Expected)
     splits: str | Mapping[str, Sequence[str]] | None = None
     configs: Mapping[str, Sequence[str]] = field(default_factory=dict)
@@ -297,16 +312,20 @@ class Schema:
             if not name.isidentifier():
                 raise SchemaError(f"Column name {name!r} must be a Python identifier (t1w, bold_rest).")
         object.__setattr__(self, "columns", normalized)
-        for table, cols in self.metadata.items():
-            for col, dtype in cols.items():
-                if dtype not in VALUE_TYPES:
+        for table, cols in self.metadata_spec().items():
+            for col, spec in cols.items():
+                if spec.dtype not in VALUE_TYPES:
                     raise SchemaError(
-                        f"Metadata column {col!r} of {table}: type {dtype!r} is not one of "
+                        f"Metadata column {col!r} of {table}: type {spec.dtype!r} is not one of "
                         f"{', '.join(VALUE_TYPES)}."
                     )
         clash = set(self.metadata_columns()) & set(self.reserved_names())
         if clash:
-            raise SchemaError(f"Metadata columns {sorted(clash)} clash with image or id columns.")
+            raise SchemaError(
+                f"Metadata columns {sorted(clash)} clash with image or id columns; store them "
+                f"under another name, e.g. {sorted(clash)[0]!r}: meta('string', "
+                f"name='tsv_{sorted(clash)[0]}')."
+            )
         for config, names in self.configs.items():
             unknown = [n for n in names if n not in self.columns and n not in self.metadata_columns()]
             if unknown:
@@ -316,18 +335,32 @@ class Schema:
     def image_columns(self) -> dict[str, Column]:
         return dict(self.columns)  # type: ignore[arg-type]  # normalized in __post_init__
 
+    def metadata_spec(self) -> dict[str, dict[str, MetaColumn]]:
+        """table -> {table column -> MetaColumn with its output name filled in}."""
+        return {
+            table: {
+                col: MetaColumn(spec, col) if isinstance(spec, str)
+                else MetaColumn(spec.dtype, spec.name or col, spec.description)
+                for col, spec in cols.items()
+            }
+            for table, cols in self.metadata.items()
+        }
+
     def metadata_columns(self) -> dict[str, str]:
-        """Every declared metadata column -> its type; a name declared twice is an error."""
+        """Every metadata output column -> its type; a name declared twice is an error."""
         out: dict[str, str] = {}
-        for table, cols in self.metadata.items():
-            for col, dtype in cols.items():
-                if col in out:
-                    raise SchemaError(f"Metadata column {col!r} is declared by two tables ({table}).")
-                out[col] = dtype
+        for table, cols in self.metadata_spec().items():
+            for spec in cols.values():
+                assert spec.name is not None
+                if spec.name in out:
+                    raise SchemaError(
+                        f"Metadata column {spec.name!r} comes from two tables ({table} and "
+                        f"another); rename one with meta(type, name=...).")
+                out[spec.name] = spec.dtype
         return out
 
     def reserved_names(self) -> list[str]:
-        names = ["subject_id", "session_id", "split"]
+        names = ["subject_id", "session_id"]
         for name, col in self.image_columns.items():
             names.append(name)
             names += [f"{name}_{ext}" for ext, _ in col.companions]
@@ -341,7 +374,8 @@ class Schema:
             {
                 "row": self.row,
                 "columns": {k: repr(v) for k, v in self.image_columns.items()},
-                "metadata": {k: dict(v) for k, v in self.metadata.items()},
+                "metadata": {t: {c: repr(m) for c, m in cols.items()}
+                             for t, cols in self.metadata_spec().items()},
                 "splits": self.splits if not isinstance(self.splits, Mapping)
                 else {k: list(v) for k, v in self.splits.items()},
             },
@@ -363,6 +397,6 @@ def as_schema(obj: Schema | Mapping[str, Any]) -> Schema:
 
 
 __all__ = [
-    "ANY_PIPELINE", "Column", "Expected", "Query", "Schema", "SchemaError", "as_schema",
-    "entity_names", "many", "normalize_entity", "one",
+    "ANY_PIPELINE", "Column", "Expected", "MetaColumn", "Query", "Schema", "SchemaError",
+    "as_schema", "entity_names", "many", "meta", "normalize_entity", "one",
 ]

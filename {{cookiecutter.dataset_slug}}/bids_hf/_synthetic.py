@@ -143,8 +143,8 @@ def write_replica(schema: Schema, root: Path, subjects: int = 2, sessions: int =
         write_json(root / "derivatives" / p / "dataset_description.json",
                    {"Name": p, "BIDSVersion": "1.10.0", "DatasetType": "derivative",
                     "GeneratedBy": [{"Name": p}]})
-    for table, columns in schema.metadata.items():
-        _write_table(root, table, columns, labels)
+    for table, columns in schema.metadata_spec().items():
+        _write_table(root, table, {col: spec.dtype for col, spec in columns.items()}, labels)
     return root
 
 

@@ -13,9 +13,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from ._schema import MetaColumn
 
 NULL = "n/a"
 _TRUE = {"true", "yes", "y", "1"}
@@ -72,8 +75,9 @@ def convert(value: str, dtype: str, where: str) -> Any:
     raise TableError(f"{where}: unsupported type {dtype!r}")
 
 
-def load_table(root: Path, table: str, columns: Mapping[str, str]) -> list[TableRow]:
-    """Read one declared metadata table into typed rows keyed by subject (and session)."""
+def load_table(root: Path, table: str, columns: Mapping[str, MetaColumn]) -> list[TableRow]:
+    """Read one declared metadata table into typed rows keyed by subject (and session);
+    values are keyed by each column's output name."""
     if table == SESSIONS_TABLE:
         rows: list[TableRow] = []
         for path in sorted(root.glob("sub-*/sub-*_sessions.tsv")):
@@ -90,7 +94,7 @@ def load_table(root: Path, table: str, columns: Mapping[str, str]) -> list[Table
 
 
 def _table_rows(
-    root: Path, path: Path, columns: Mapping[str, str], subject: str | None
+    root: Path, path: Path, columns: Mapping[str, MetaColumn], subject: str | None
 ) -> list[TableRow]:
     frame = read_tsv(path)
     rel = path.relative_to(root).as_posix()
@@ -112,8 +116,8 @@ def _table_rows(
         else:
             sub, ses = subject, _strip(record["session_id"], "ses-")
         values = {
-            col: convert(record[col], dtype, f"{rel} line {line}, column {col}")
-            for col, dtype in columns.items()
+            spec.name or col: convert(record[col], spec.dtype, f"{rel} line {line}, column {col}")
+            for col, spec in columns.items()
         }
         out.append(TableRow(sub, ses, values))
     return out

@@ -30,7 +30,7 @@ from bids_hf import (
     write_replica,
 )
 
-BUILDER = push.BUILDER
+BUILDER = push.load_builder()
 # The replica has its own counts; the expectations in schema.py are for the real data.
 STRUCTURE_SCHEMA = dataclasses.replace(BUILDER.SCHEMA, expected=Expected())
 BIDS_ROOT = os.environ.get("BIDS_ROOT")

@@ -1,0 +1,88 @@
+"""push.py as a maintainer runs it, in a baked repo: exit codes, messages, nothing half-done."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import SCHEMAS
+
+
+@pytest.fixture
+def arc_repo(bake: Callable[..., Path]) -> Path:
+    repo = bake(dataset_name="ARC", dataset_slug="arc")
+    shutil.copy(SCHEMAS / "arc.py", repo / "schema.py")
+    return repo
+
+
+def push(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "push.py", "--no-progress", *args], cwd=repo,
+                          capture_output=True, text=True, check=False, timeout=300)
+
+
+def test_push_stages_verifies_and_prints_the_report(arc_repo: Path, arc_tree: Path,
+                                                   tmp_path: Path) -> None:
+    out = tmp_path / "staged"
+    done = push(arc_repo, "--bids-root", str(arc_tree), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("OK: ")
+    assert "ok  every NIfTI claimed by a column" in done.stderr
+    assert "ok  embedded images equal sources (sha256)" in done.stderr
+    assert (out / "README.md").is_file() and list((out / "data").glob("train-*.parquet"))
+
+
+def test_strict_run_with_unclaimed_images_stops_before_building(arc_repo: Path, arc_tree: Path,
+                                                                tmp_path: Path) -> None:
+    text = (arc_repo / "schema.py").read_text()
+    (arc_repo / "schema.py").write_text(text.replace(
+        '        "flair": many(datatype="anat", suffix="FLAIR"),\n', "").replace('"flair", ', ""))
+    out = tmp_path / "staged"
+    done = push(arc_repo, "--bids-root", str(arc_tree), "--out", str(out), "--strict")
+    assert done.returncode == 1
+    assert "FAIL  every NIfTI claimed by a column" in done.stderr
+    assert "anat/FLAIR:" in done.stderr
+    assert "nothing was built" in done.stderr
+    assert not out.exists()
+
+
+def test_infer_schema_prints_only_the_schema_on_stdout(arc_repo: Path, arc_tree: Path) -> None:
+    done = push(arc_repo, "--bids-root", str(arc_tree), "--infer-schema")
+    assert done.returncode == 0, done.stderr
+    namespace: dict = {}
+    exec(done.stdout, namespace)
+    assert "t1w" in namespace["SCHEMA"].columns
+    assert "index:" in done.stderr
+
+
+def test_missing_root_is_a_clear_input_error(arc_repo: Path, tmp_path: Path) -> None:
+    done = push(arc_repo, "--bids-root", str(tmp_path / "nope"), "--out", str(tmp_path / "o"))
+    assert done.returncode == 2
+    assert "does not exist or is not a folder" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_staging_folder_of_another_dataset_is_refused(arc_repo: Path, arc_tree: Path,
+                                                      tmp_path: Path) -> None:
+    out = tmp_path / "staged"
+    (out / ".bids_hf").mkdir(parents=True)
+    (out / ".bids_hf" / "staging.json").write_text('{"dataset": "isles24"}')
+    done = push(arc_repo, "--bids-root", str(arc_tree), "--out", str(out))
+    assert done.returncode == 2
+    assert "is the staging folder of dataset 'isles24', not 'arc'" in done.stderr
+
+
+def test_a_mistake_in_schema_py_is_a_message_not_a_traceback(arc_repo: Path, arc_tree: Path,
+                                                             tmp_path: Path) -> None:
+    text = (arc_repo / "schema.py").read_text()
+    (arc_repo / "schema.py").write_text(text.replace('suffix="FLAIR"', 'sufix="FLAIR"'))
+    done = push(arc_repo, "--bids-root", str(arc_tree), "--out", str(tmp_path / "o"))
+    assert done.returncode == 2
+    assert "error: schema.py: Unknown BIDS entity 'sufix'. Did you mean suffix?" in done.stderr
+    assert "Traceback" not in done.stderr
+    # --infer-schema still works, since it is how a broken schema.py is replaced.
+    assert push(arc_repo, "--bids-root", str(arc_tree), "--infer-schema").returncode == 0
