@@ -7,9 +7,14 @@
 """
 
 import importlib
+import os
 import sys
 
-from bids_hf._cli import main
+# Before pyarrow loads: its allocator (mimalloc) gives freed pages back to the OS after a
+# delay, and a build's peak memory then grows with the number of shards it writes.
+os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
+
+from bids_hf._cli import main  # noqa: E402
 
 BUILDER_MODULE, BUILDER_CLASS = "{{ cookiecutter.module_name }}", "{{ cookiecutter.__class_name }}"
 

@@ -47,7 +47,8 @@ def build_parser(prog: str = "push.py") -> argparse.ArgumentParser:
     p.add_argument("--check-load", action="store_true",
                    help="after upload, stream the first rows back with datasets.load_dataset")
     p.add_argument("--max-shard-size", default="500MB", help="largest shard (default 500MB)")
-    p.add_argument("--row-group-size", default="100MB", help="largest row group (default 100MB)")
+    p.add_argument("--row-group-size", default="64MB",
+                   help="largest row group; peak memory grows with it (default 64MB)")
     p.add_argument("--num-proc", type=int, default=1, help="processes for checks and shards")
     p.add_argument("--plan-only", action="store_true",
                    help="write the shard plan to OUT/.bids_hf/plan.json and exit")
