@@ -27,7 +27,7 @@ def repo_files(repo: Path) -> set[str]:
 def expected_files(module: str) -> set[str]:
     return {
         ".gitignore", "PUBLISHING.md", "README.md", "push.py", "pyproject.toml", "schema.py",
-        f"{module}.py", "tests/test_validation.py",
+        f"{module}.py", "tests/test_validation.py", "slurm/build_shards.sbatch",
         *(f"bids_hf/{name}" for name in CORE_FILES),
     }
 

@@ -46,9 +46,11 @@ def build_parser(prog: str = "push.py") -> argparse.ArgumentParser:
     p.add_argument("--create-pr", action="store_true", help="upload as a pull request")
     p.add_argument("--check-load", action="store_true",
                    help="after upload, stream the first rows back with datasets.load_dataset")
-    p.add_argument("--max-shard-size", default="500MB", help="largest shard (default 500MB)")
-    p.add_argument("--row-group-size", default="64MB",
-                   help="largest row group; peak memory grows with it (default 64MB)")
+    p.add_argument("--max-shard-size",
+                   help="largest shard (default: as in OUT's saved plan, else 500MB)")
+    p.add_argument("--row-group-size",
+                   help="largest row group; peak memory grows with it (default: as in OUT's "
+                        "saved plan, else 64MB)")
     p.add_argument("--num-proc", type=int, default=1, help="processes for checks and shards")
     p.add_argument("--plan-only", action="store_true",
                    help="write the shard plan to OUT/.bids_hf/plan.json and exit")
@@ -113,7 +115,7 @@ def _run(builder: type[BidsBuilder] | None, args: argparse.Namespace) -> int:
     from ._checks import pre_build_checks
     from ._index import index_bids
     from ._infer import infer_schema
-    from ._plan import plan_shards, read_plan
+    from ._plan import DEFAULT_MAX_SHARD_SIZE, DEFAULT_ROW_GROUP_SIZE, plan_shards, read_plan
     from ._rows import assemble_rows
     from ._schema import Schema
     from ._shards import STATE_DIR, build_shards
@@ -149,19 +151,32 @@ def _run(builder: type[BidsBuilder] | None, args: argparse.Namespace) -> int:
 
     meta = builder.card_meta(args.repo_id)
     out: Path = args.out or Path("staging") / meta.slug / args.revision.replace("/", "_")
-    plan = plan_shards(rowset, args.max_shard_size, args.row_group_size)
-    _say(f"plan: {plan.describe()}, fingerprint {plan.fingerprint[:12]}")
     plan_file = out / STATE_DIR / "plan.json"
+    saved = read_plan(plan_file) if plan_file.exists() else None
+    # Sizes given here win; else those of the saved plan, so job-array tasks and the final
+    # run agree with --plan-only without repeating its options.
+    plan = plan_shards(
+        rowset,
+        args.max_shard_size or (saved.max_shard_size if saved else DEFAULT_MAX_SHARD_SIZE),
+        args.row_group_size or (saved.row_group_size if saved else DEFAULT_ROW_GROUP_SIZE),
+    )
+    _say(f"plan: {plan.describe()}, fingerprint {plan.fingerprint[:12]}")
     if args.plan_only:
         claim_staging_dir(out, meta.slug)
         plan_file.write_text(plan.to_json(), encoding="utf-8")
         for i, spec in enumerate(plan.shards):
             print(f"{i}\t{spec.name}\t{len(spec.rows)} rows\t{human_bytes(spec.nbytes)}")
-        _say(f"plan written to {plan_file}; build with --shards I-J (indices 0-{len(plan.shards) - 1}).")
+        _say(f"plan written to {plan_file}; build with --shards I-J (indices 0-"
+             f"{len(plan.shards) - 1}), e.g. as a SLURM job array:\n"
+             f"  BIDS_ROOT={args.bids_root} OUT={out} sbatch --array=0-{len(plan.shards) - 1} "
+             "slurm/build_shards.sbatch")
         return EXIT_OK
     if args.shards:
         claim_staging_dir(out, meta.slug)
-        if plan_file.exists() and read_plan(plan_file).fingerprint != plan.fingerprint:
+        if saved is None:
+            _say("error: --shards needs the plan: run --plan-only with the same --out first.")
+            return EXIT_INPUT
+        if saved.fingerprint != plan.fingerprint:
             _say(f"error: the data or schema changed since {plan_file} was written; rerun "
                  "--plan-only, then the job array.")
             return EXIT_INPUT

@@ -84,7 +84,9 @@ class ShardPlan:
         return cls(shards=shards, **data)
 
     def select(self, spec: str | None) -> list[ShardSpec]:
-        """Shards named by ``--shards`` (``"3"``, ``"0-9"``, ``"0-4,7"``; global indices in plan order)."""
+        """Shards named by ``--shards`` (``"3"``, ``"0-9"``, ``"0-4,7"``; global indices in plan
+        order). A range may run past the last shard (job arrays with several shards per
+        task); it may not start past it."""
         if not spec:
             return list(self.shards)
         chosen: set[int] = set()
@@ -95,9 +97,9 @@ class ShardPlan:
             except ValueError:
                 raise PlanError(f"--shards {spec!r}: use a number, a range like 0-9, or a list "
                                 "like 0-4,7.") from None
-            if start > stop or stop >= len(self.shards):
+            if start > stop or start >= len(self.shards):
                 raise PlanError(f"--shards {spec!r}: the plan has shards 0-{len(self.shards) - 1}.")
-            chosen.update(range(start, stop + 1))
+            chosen.update(range(start, min(stop, len(self.shards) - 1) + 1))
         return [s for i, s in enumerate(self.shards) if i in chosen]
 
 

@@ -262,13 +262,14 @@ class _EmbeddedParquetWriter(ParquetWriter):
     def _build_writer(self, inferred_schema: pa.Schema) -> None:
         self._schema, self._features = self._build_schema(inferred_schema)
         options = get_parquet_column_options(self._features, self._schema)
+        # datasets' options list the non-embedded leaves as the dictionary-encoded ones
+        # (setdefault: a datasets release with upstream/datasets-nifti.patch sets it itself).
+        options.setdefault("write_statistics", list(options["use_dictionary"]))
         self.pa_writer = pq.ParquetWriter(
             self.stream,
             self._schema,
             use_content_defined_chunking=self.use_content_defined_chunking,
             write_page_index=self.write_page_index,
-            # datasets' options list the non-embedded leaves as dictionary-encoded ones.
-            write_statistics=list(options["use_dictionary"]),
             **options,
         )
         if self.use_content_defined_chunking is not False:
@@ -371,7 +372,17 @@ def _read_into(path: Path, target: memoryview, rel: str) -> None:
 
 
 def _record_path(out: Path, spec: ShardSpec) -> Path:
-    return out / STATE_DIR / "shards" / (Path(spec.name).stem + ".json")
+    return _record_of(out, spec.name)
+
+
+def _record_of(out: Path, name: str) -> Path:
+    return out / STATE_DIR / "shards" / (Path(name).stem + ".json")
+
+
+def forget_shard(out: Path, name: str) -> None:
+    """Drop a shard's record so the next build rewrites it (e.g. it failed verification:
+    a file corrupted in place can keep its size and mtime, which is all resuming checks)."""
+    _record_of(out, name).unlink(missing_ok=True)
 
 
 def _write_record(out: Path, spec: ShardSpec, record: ShardRecord) -> None:

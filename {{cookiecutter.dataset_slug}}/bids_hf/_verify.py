@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from ._plan import ShardPlan
 from ._rows import RowSet, row_ids
+from ._shards import forget_shard
 from ._stage import Manifest
 from ._util import sha256_file, summarize_paths
 from ._validate import ValidationCheck, ValidationResult
@@ -42,11 +43,15 @@ def _files_match_manifest(out: Path, manifest: Manifest) -> ValidationCheck:
     for name, entry in manifest.files.items():
         path = out / name
         if not path.is_file():
-            problems.append(f"{name}: missing")
+            problem = f"{name}: missing"
         elif path.stat().st_size != entry["size"]:
-            problems.append(f"{name}: {path.stat().st_size} bytes, manifest says {entry['size']}")
+            problem = f"{name}: {path.stat().st_size} bytes, manifest says {entry['size']}"
         elif sha256_file(path) != entry["sha256"]:
-            problems.append(f"{name}: sha256 differs from the manifest (file changed or corrupt)")
+            problem = f"{name}: sha256 differs from the manifest (file changed or corrupt)"
+        else:
+            continue
+        problems.append(problem)
+        forget_shard(out, name)  # so that the rerun rebuilds it instead of trusting it
     extra = sorted(f"data/{p.name}" for p in (out / "data").iterdir()
                    if f"data/{p.name}" not in manifest.files)
     if extra:

@@ -1,0 +1,289 @@
+"""The shard engine: deterministic plan, atomic and resumable writes, parallel and job-array
+builds that give byte-identical output, and memory bounded by the row group."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from bids_hf import (
+    Manifest,
+    PlanError,
+    RowSet,
+    Schema,
+    assemble_rows,
+    index_bids,
+    many,
+    plan_shards,
+    stage,
+    verify_staged,
+)
+from bids_hf._card import CardMeta
+from bids_hf._index import BidsFile
+from bids_hf._rows import Row
+from bids_hf._shards import build_shards
+from conftest import SCHEMAS, load_schema
+from examples.cohorts import make_arc
+
+SMALL = {"max_shard_size": "40KB", "row_group_size": "15KB"}
+
+
+def digests(out: Path) -> dict[str, str]:
+    """sha256 of everything that would be uploaded (shards and card)."""
+    files = [*sorted((out / "data").iterdir()), out / "README.md"]
+    return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in files}
+
+
+def mtimes(out: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in (out / "data").glob("*.parquet")}
+
+
+def build(root: Path, out: Path, schema=None, num_proc: int = 1, **plan_kwargs: str):
+    rowset = assemble_rows(index_bids(root), schema or load_schema("arc"))
+    plan = plan_shards(rowset, **(plan_kwargs or SMALL))
+    manifest = stage(rowset, plan, out, CardMeta(slug="arc"), num_proc=num_proc, progress=False)
+    return rowset, plan, manifest
+
+
+@pytest.fixture(scope="module")
+def reference(arc_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted build of the ARC tree, to compare every other build with."""
+    out = tmp_path_factory.mktemp("reference") / "staged"
+    build(arc_tree, out)
+    return out
+
+
+def test_plan_is_deterministic_and_bounded(arc_tree: Path) -> None:
+    rowset = assemble_rows(index_bids(arc_tree), load_schema("arc"))
+    a, b = plan_shards(rowset, **SMALL), plan_shards(rowset, **SMALL)
+    assert a == b and len(a.shards) > 2
+    assert [s.name for s in a.shards] == [
+        f"data/train-{i:05d}-of-{len(a.shards):05d}.parquet" for i in range(len(a.shards))]
+    for spec in a.shards:
+        assert spec.nbytes <= a.max_shard_size or len(spec.rows) == 1
+        for group in spec.row_groups:
+            size = sum(rowset.rows[i].nbytes for i in group)
+            assert size <= a.row_group_size or len(group) == 1
+    assert [i for s in a.shards for i in s.rows] == list(range(len(rowset.rows)))
+
+
+def test_two_builds_are_byte_identical_and_a_rerun_rewrites_nothing(
+        arc_tree: Path, reference: Path, tmp_path: Path) -> None:
+    out = tmp_path / "staged"
+    build(arc_tree, out)
+    assert digests(out) == digests(reference)
+    before = mtimes(out)
+    build(arc_tree, out)
+    assert mtimes(out) == before, "a rerun with nothing changed rewrote shards"
+
+
+def test_parallel_build_is_byte_identical(arc_tree: Path, reference: Path, tmp_path: Path) -> None:
+    out = tmp_path / "staged"
+    build(arc_tree, out, num_proc=2)
+    assert digests(out) == digests(reference)
+
+
+def test_truncated_shard_is_detected_and_rebuilt_alone(
+        arc_tree: Path, reference: Path, tmp_path: Path) -> None:
+    out = tmp_path / "staged"
+    build(arc_tree, out)
+    victim = sorted((out / "data").glob("*.parquet"))[1]
+    with open(victim, "r+b") as f:
+        f.truncate(victim.stat().st_size // 2)
+    before = mtimes(out)
+    build(arc_tree, out)
+    after = mtimes(out)
+    assert [n for n in after if after[n] != before[n]] == [victim.name]
+    assert digests(out) == digests(reference)
+
+
+def test_shard_corrupted_in_place_fails_verification_then_is_rebuilt(
+        arc_tree: Path, reference: Path, tmp_path: Path) -> None:
+    out = tmp_path / "staged"
+    rowset, plan, _ = build(arc_tree, out)
+    victim = sorted((out / "data").glob("*.parquet"))[0]
+    st = victim.stat()
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size; mtime restored below
+    victim.write_bytes(bytes(data))
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    result = verify_staged(out, rowset, plan, Manifest.read(out))
+    assert not result.all_passed
+    assert f"data/{victim.name}: sha256 differs from the manifest" in result.summary()
+    build(arc_tree, out)
+    assert verify_staged(out, rowset, plan, Manifest.read(out)).all_passed
+    assert digests(out) == digests(reference)
+
+
+def test_schema_change_invalidates_every_shard(arc_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "staged"
+    schema = load_schema("arc")
+    build(arc_tree, out, schema)
+    before = mtimes(out)
+    changed = replace(schema, metadata={"participants.tsv": {"age_at_stroke": "float64"}},
+                      configs={})
+    build(arc_tree, out, changed)
+    after = mtimes(out)
+    assert before.keys() == after.keys() and all(after[n] != before[n] for n in before)
+    fresh = tmp_path / "fresh"
+    build(arc_tree, fresh, changed)
+    assert digests(out) == digests(fresh)
+    assert pq.read_schema(next((out / "data").glob("*.parquet"))).field(
+        "age_at_stroke").type == "double"
+
+
+def test_a_new_plan_removes_shards_of_the_old_one(arc_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "staged"
+    build(arc_tree, out)
+    many_shards = set(mtimes(out))
+    build(arc_tree, out, max_shard_size="1GB", row_group_size="64MB")
+    assert set(mtimes(out)) == {"train-00000-of-00001.parquet"}
+    assert many_shards.isdisjoint(mtimes(out))
+    assert not list((out / "data").glob(".*"))
+
+
+def test_a_single_cell_over_two_gib_is_refused_with_a_clear_error() -> None:
+    huge = BidsFile("sub-01/dwi/sub-01_run-1_dwi.nii.gz", None,
+                    {"sub": "01", "suffix": "dwi", "ext": ".nii.gz"}, 2**31, 0)
+    rowset = RowSet(
+        schema=Schema(columns={"dwi": many(suffix="dwi")}), index=None,  # type: ignore[arg-type]
+        rows=[Row("sub-01", "01", None, "train", {"dwi": [huge]}, {})],
+        features=None, image_columns={"dwi": True})  # type: ignore[arg-type]
+    with pytest.raises(PlanError, match=r"Row sub-01, column 'dwi'.*2 GiB"):
+        plan_shards(rowset)
+
+
+# -- crash and job arrays, through the generated repo's push.py -----------------------------
+
+
+@pytest.fixture(scope="module")
+def bigger_arc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Large enough that a build takes a moment (so it can be killed mid-shard)."""
+    return make_arc(tmp_path_factory.mktemp("bigger") / "ds", subjects=6,
+                    shape=(40, 40, 28), volumes=8)
+
+
+@pytest.fixture
+def repo(bake: Callable[..., Path]) -> Path:
+    baked = bake(dataset_name="ARC", dataset_slug="arc")
+    shutil.copy(SCHEMAS / "arc.py", baked / "schema.py")
+    return baked
+
+
+PUSH_SMALL = ["--no-progress", "--no-integrity", "--max-shard-size", "1MB",
+              "--row-group-size", "200KB"]
+PUSH_TINY = ["--no-progress", "--no-integrity", "--max-shard-size", "40KB",
+             "--row-group-size", "15KB"]  # several shards even for the small ARC tree
+
+
+def push(repo: Path, *args: str, sizes: list[str] = PUSH_SMALL) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "push.py", *sizes, *args], cwd=repo,
+                          capture_output=True, text=True, check=False, timeout=600)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_shard_then_rerun_gives_byte_identical_output(
+        repo: Path, bigger_arc: Path, tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    assert push(repo, "--bids-root", str(bigger_arc), "--out", str(reference)).returncode == 0
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "push.py", *PUSH_SMALL, "--bids-root",
+                             str(bigger_arc), "--out", str(out)], cwd=repo,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    data, records = out / "data", out / ".bids_hf" / "shards"
+    deadline = time.monotonic() + 120
+    # Kill once at least one shard is recorded and the next one is half-written.
+    while time.monotonic() < deadline and proc.poll() is None:
+        tmps = [p for p in data.glob(".*.tmp") if p.stat().st_size > 0] if data.exists() else []
+        if tmps and records.exists() and list(records.glob("*.json")):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.001)
+    assert proc.wait(timeout=30) == -signal.SIGKILL, "the build finished before it was killed"
+    assert list(data.glob("*.parquet")) and list(data.glob(".*.tmp")), "not killed mid-shard"
+    # A shard counts as finished once its record is written (a kill between its rename and
+    # its record leaves it unknown, and it is rebuilt).
+    recorded = {p.stem for p in records.glob("*.json")}
+    finished = {n: t for n, t in mtimes(out).items() if Path(n).stem in recorded}
+    assert finished
+    total = len(list((reference / "data").glob("*.parquet")))
+    assert len(finished) < total
+
+    rerun = push(repo, "--bids-root", str(bigger_arc), "--out", str(out))
+    assert rerun.returncode == 0, rerun.stderr
+    assert digests(out) == digests(reference)
+    assert all(mtimes(out)[n] == t for n, t in finished.items()), \
+        "shards finished before the kill were rewritten"
+    assert not list(data.glob(".*"))
+
+
+@pytest.mark.slow
+def test_job_array_builds_then_a_final_run_only_verifies_and_stages(
+        repo: Path, arc_tree: Path, tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    assert push(repo, "--bids-root", str(arc_tree), "--out", str(reference),
+                sizes=PUSH_TINY).returncode == 0
+    out = tmp_path / "array"
+    planned = push(repo, "--bids-root", str(arc_tree), "--out", str(out), "--plan-only",
+                   sizes=PUSH_TINY)
+    assert planned.returncode == 0, planned.stderr
+    lines = planned.stdout.strip().splitlines()
+    n = len(lines)
+    assert n >= 2 and (out / ".bids_hf" / "plan.json").is_file()
+    assert not list((out / "data").glob("*.parquet")) if (out / "data").exists() else True
+    assert "sbatch --array=0-" in planned.stderr
+    # The array's tasks, as SLURM runs them: the generated repo's sbatch script, two shards
+    # per task, all tasks at once. They take the shard sizes from the saved plan.
+    per_task = 2
+    tasks = [subprocess.Popen(
+        ["bash", "slurm/build_shards.sbatch"], cwd=repo, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "BIDS_ROOT": str(arc_tree), "OUT": str(out),
+             "SLURM_ARRAY_TASK_ID": str(k), "SHARDS_PER_TASK": str(per_task),
+             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+        for k in range((n + per_task - 1) // per_task)]
+    for task in tasks:
+        _, err = task.communicate(timeout=300)
+        assert task.returncode == 0, err
+    assert len(mtimes(out)) == n and not (out / "README.md").exists()
+    built = mtimes(out)
+    final = push(repo, "--bids-root", str(arc_tree), "--out", str(out), sizes=PUSH_SMALL[:2])
+    assert final.returncode == 0, final.stderr
+    assert mtimes(out) == built, "the final run rewrote shards the array built"
+    assert digests(out) == digests(reference)
+
+
+@pytest.mark.slow
+def test_array_task_refuses_a_plan_made_from_other_data(repo: Path, arc_copy: Path,
+                                                        tmp_path: Path) -> None:
+    out = tmp_path / "array"
+    assert push(repo, "--bids-root", str(arc_copy), "--out", str(out), "--plan-only").returncode == 0
+    next(arc_copy.rglob("*_T1w.nii.gz")).write_bytes(
+        next(arc_copy.rglob("*_T2w.nii.gz")).read_bytes())
+    done = push(repo, "--bids-root", str(arc_copy), "--out", str(out), "--shards", "0")
+    assert done.returncode == 2
+    assert "changed since" in done.stderr and "--plan-only" in done.stderr
+
+
+def test_build_only_a_subset_leaves_the_rest(arc_tree: Path, tmp_path: Path) -> None:
+    rowset = assemble_rows(index_bids(arc_tree), load_schema("arc"))
+    plan = plan_shards(rowset, **SMALL)
+    out = tmp_path / "staged"
+    records = build_shards(rowset, plan, out, only=plan.select("1-2"), progress=False)
+    assert sorted(records) == [plan.shards[1].name, plan.shards[2].name]
+    assert sorted(mtimes(out)) == sorted(Path(s.name).name for s in plan.shards[1:3])
+    assert plan.select(f"1-{len(plan.shards) + 5}") == list(plan.shards[1:])  # arrays overshoot
+    with pytest.raises(PlanError, match="the plan has shards 0-"):
+        plan.select(f"{len(plan.shards)}-{len(plan.shards) + 3}")
