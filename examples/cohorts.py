@@ -26,6 +26,7 @@ from . import PROJECT_TEMPLATE  # noqa: F401  (puts the vendored core on the pat
 from bids_hf._synthetic import write_dwi_companions, write_json, write_nifti, write_tsv
 
 Shape = tuple[int, int, int]
+REPETITION_TIME = {"naming40": 2.0, "rest": 1.65}  # ARC's tasks (top-level sidecars)
 
 
 def _new_dataset(root: Path, name: str, seed: int = 0, **description: object) -> np.random.Generator:
@@ -45,8 +46,8 @@ def make_arc(root: Path, subjects: int = 4, max_sessions: int = 3, shape: Shape 
         DatasetDOI="doi:10.18112/openneuro.ds004884.v1.0.1",
         HowToAcknowledge="Cite the ARC data descriptor.",
         ReferencesAndLinks=["https://openneuro.org/datasets/ds004884"])
-    write_json(root / "task-naming40_bold.json", {"RepetitionTime": 2.0, "TaskName": "naming40"})
-    write_json(root / "task-rest_bold.json", {"RepetitionTime": 1.65, "TaskName": "rest"})
+    for task, tr in REPETITION_TIME.items():
+        write_json(root / f"task-{task}_bold.json", {"RepetitionTime": tr, "TaskName": task})
     func_shape = (shape[0], shape[1], max(2, shape[2] // 2), volumes)
     people = []
     wab_types = ["Broca", "Anomic", "None", "Conduction", "n/a", "Global", "None", "Wernicke"]
@@ -70,7 +71,8 @@ def make_arc(root: Path, subjects: int = 4, max_sessions: int = 3, shape: Shape 
                     runs = 2 if task == "rest" and rng.random() < 0.3 else 1
                     for run in range(1, runs + 1):
                         stem = f"{pre}_task-{task}_run-{run}"
-                        write_nifti(base / "func" / f"{stem}_bold.nii.gz", func_shape)
+                        write_nifti(base / "func" / f"{stem}_bold.nii.gz", func_shape,
+                                    tr=REPETITION_TIME[task])
                         write_nifti(base / "func" / f"{stem}_sbref.nii.gz", func_shape[:3])
                         write_json(base / "func" / f"{stem}_bold.json",
                                    {"PhaseEncodingDirection": "j-"})

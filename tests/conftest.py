@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from examples.cohorts import make_aomic, make_arc, make_isles24  # noqa: E402
 
 # pytest_plugins = ["hub_fixtures"]  (enabled with the hub test server)
 
-BIDS_EXAMPLES = TEMPLATE_ROOT.parent / "shared" / "bids-examples"
+BIDS_EXAMPLES = Path(os.environ.get("BIDS_EXAMPLES", TEMPLATE_ROOT.parent / "shared" / "bids-examples"))
 SCHEMAS = TEMPLATE_ROOT / "examples" / "schemas"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -31,8 +32,8 @@ def test_push_stages_verifies_and_prints_the_report(arc_repo: Path, arc_tree: Pa
     done = push(arc_repo, "--bids-root", str(arc_tree), "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("OK: ")
-    assert "ok  every NIfTI claimed by a column" in done.stderr
-    assert "ok  embedded images equal sources (sha256)" in done.stderr
+    assert re.search(r"ok\s+every NIfTI claimed by a column", done.stderr)
+    assert re.search(r"ok\s+embedded images equal sources \(sha256\)", done.stderr)
     assert (out / "README.md").is_file() and list((out / "data").glob("train-*.parquet"))
 
 
@@ -44,7 +45,7 @@ def test_strict_run_with_unclaimed_images_stops_before_building(arc_repo: Path, 
     out = tmp_path / "staged"
     done = push(arc_repo, "--bids-root", str(arc_tree), "--out", str(out), "--strict")
     assert done.returncode == 1
-    assert "FAIL  every NIfTI claimed by a column" in done.stderr
+    assert re.search(r"FAIL\s+every NIfTI claimed by a column", done.stderr)
     assert "anat/FLAIR:" in done.stderr
     assert "nothing was built" in done.stderr
     assert not out.exists()

@@ -54,6 +54,9 @@ the card is regenerated.
 <!-- bids-hf:begin columns -->
 <!-- bids-hf:end columns -->
 
+<!-- bids-hf:begin qc -->
+<!-- bids-hf:end qc -->
+
 <!-- bids-hf:begin usage -->
 <!-- bids-hf:end usage -->
 
@@ -115,6 +118,9 @@ def card_data(rowset: RowSet, meta: CardMeta, stats: StagedStats) -> DatasetCard
         data["extra_gated_prompt"] = meta.gated_prompt or (
             "This dataset contains medical images. Agree to use it only for research and not "
             "to attempt to identify participants.")
+        data["extra_gated_fields"] = {
+            "Name": "text", "Affiliation": "text",
+            "I will not attempt to identify participants": "checkbox"}
     splits = rowset.splits
     infos: dict[str, DatasetInfo] = {"default": _info(rowset.features, stats, splits)}
     configs: dict[str, dict[str, Any]] = {
@@ -175,7 +181,7 @@ def render_card(rowset: RowSet, meta: CardMeta, stats: StagedStats,
     title = data.get("pretty_name") or meta.slug
     body = _FRONT_MATTER.sub("", source) if source else DEFAULT_SOURCE.format(title=title)
     blocks = {
-        "summary": _summary(rowset, stats),
+        "summary": _summary(rowset, stats) + _source(rowset),
         "columns": _columns_table(rowset),
         "usage": _usage(rowset, meta),
         "citation": _citation(rowset.index.description),
@@ -209,8 +215,9 @@ def _summary(rowset: RowSet, stats: StagedStats) -> str:
 
 
 def _columns_table(rowset: RowSet) -> str:
-    lines = ["## Columns", "", "| column | type | from | files |", "|---|---|---|---|"]
+    lines = ["## Columns", "", "| column | type | from | non-empty |", "|---|---|---|---|"]
     schema = rowset.schema
+    derived = _derived_columns(rowset)
     for name, feature in rowset.features.items():
         if name in rowset.image_columns:
             if schema.row == "image":
@@ -219,18 +226,36 @@ def _columns_table(rowset: RowSet) -> str:
                 col = schema.image_columns[name]
                 source = (col.description + " — " if col.description else "") + col.query.describe()
             count = sum(len(r.images.get(name, ())) for r in rowset.rows)
+            unit = " files"
+        elif name in derived:
+            source, count, unit = f"aligned with `{derived[name]}`", _non_empty(rowset, name), ""
         elif name in schema.metadata_columns():
             source = next(f"{t} ({col})" if col != name else t
                           for t, cols in schema.metadata_spec().items()
                           for col, spec in cols.items() if spec.name == name)
-            count = sum(r.values.get(name) is not None for r in rowset.rows)
+            count, unit = _non_empty(rowset, name), ""
         else:
-            source, count = "", len(rowset.rows)
-        lines.append(f"| `{name}` | {_type_name(feature)} | {source.replace('|', '/')} | {count} |")
+            source, count, unit = "the subject/session folder", len(rowset.rows), ""
+        lines.append(f"| `{name}` | {_type_name(feature)} | {source.replace('|', '/')} "
+                     f"| {count}{unit} |")
     lines.append("")
     lines.append("Image cells hold the file's bytes and its BIDS-relative `path`; "
                  "`n/a` in the source tables is null, every other value is kept as written.")
     return "\n".join(lines)
+
+
+def _derived_columns(rowset: RowSet) -> dict[str, str]:
+    """Companion, entity and sidecar columns -> the image column they are aligned with."""
+    out: dict[str, str] = {}
+    for image in sorted(rowset.image_columns, key=len, reverse=True):  # longest prefix wins
+        for name in rowset.features:
+            if name.startswith(f"{image}_") and name not in rowset.image_columns:
+                out.setdefault(name, image)
+    return out
+
+
+def _non_empty(rowset: RowSet, name: str) -> int:
+    return sum(r.values.get(name) not in (None, [], "") for r in rowset.rows)
 
 
 def _type_name(feature: Any) -> str:
@@ -258,6 +283,28 @@ def _usage(rowset: RowSet, meta: CardMeta) -> str:
         lines += ["", f"# Only the columns of the '{name}' config:",
                   f'ds = load_dataset("{repo}", "{name}", split="{rowset.splits[0]}", streaming=True)']
     lines += ["```"]
+    return "\n".join(lines)
+
+
+def _source(rowset: RowSet) -> str:
+    """Where the data come from: the BIDS dataset and every derivatives pipeline used."""
+    description = rowset.index.description
+    lines = ["", "", "| source | |", "|---|---|"]
+    lines.append(f"| dataset | {description.get('Name', rowset.index.root.name)} "
+                 f"({description.get('DatasetType', 'raw')}) |")
+    used = sorted({f.pipeline for r in rowset.rows for _, f in r.files() if f.pipeline})
+    for pipeline in used:
+        meta = rowset.index.pipelines.get(pipeline, {})
+        made_by = ", ".join(
+            " ".join(str(g.get(k, "")) for k in ("Name", "Version")).strip()
+            for g in meta.get("GeneratedBy", []) if isinstance(g, Mapping)) or "not stated"
+        lines.append(f"| derivatives/{pipeline} | generated by {made_by} |")
+    for key, label in (("EthicsApprovals", "ethics approvals"),
+                       ("Acknowledgements", "acknowledgements")):
+        value = description.get(key)
+        if value:
+            text = "; ".join(map(str, value)) if isinstance(value, list) else str(value)
+            lines.append(f"| {label} | {text.replace('|', '/')} |")
     return "\n".join(lines)
 
 

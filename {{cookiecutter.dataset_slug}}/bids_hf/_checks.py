@@ -1,9 +1,11 @@
-"""Checks that run before any shard is written: counts, required files, image integrity.
+"""Checks that run before any shard is written: counts, required files, image integrity,
+personal information.
 
 Every check is cheap relative to the build except integrity, which decompresses every
 claimed image in full (streaming, bounded memory): reading only the header lets a
 truncated ``.nii.gz`` pass, and the failure would then surface for whoever downloads it.
-Integrity runs in ``num_proc`` processes.
+The same pass scans each header for personal data (``_phi``). It runs in ``num_proc``
+processes.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import io
 import struct
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from ._phi import Finding, phi_checks, scan_nifti_header, scan_sidecars, scan_tables
 from ._rows import RowSet
 from ._schema import Expected
 from ._util import summarize_paths
@@ -26,12 +31,21 @@ from ._validate import ValidationCheck
 
 REQUIRED_FILES = ("dataset_description.json",)
 _CHUNK = 4 << 20
+_HEAD_LIMIT = 1 << 20  # header + extensions kept for the privacy scan
 
 
-def pre_build_checks(rowset: RowSet, *, integrity: bool = True, num_proc: int = 1) -> list[ValidationCheck]:
+def pre_build_checks(rowset: RowSet, *, integrity: bool = True, num_proc: int = 1,
+                     allow_phi: bool = False) -> list[ValidationCheck]:
+    """Counts, required files, empty images, image integrity (full decompression unless
+    ``integrity=False``) and personal-information findings (blocking unless ``allow_phi``)."""
     checks = [_required_files(rowset), *_expected_counts(rowset), _empty_files(rowset)]
+    reports = _inspect_all(rowset, full=integrity, num_proc=num_proc)
     if integrity:
-        checks.append(_integrity(rowset, num_proc))
+        checks.append(_integrity_check(reports))
+    root = rowset.index.root
+    findings = [*scan_tables(root), *scan_sidecars(root),
+                *(f for _, r in reports for f in r.phi)]
+    checks += phi_checks(findings, allowed=allow_phi)
     return checks
 
 
@@ -95,64 +109,91 @@ def _empty_files(rowset: RowSet) -> ValidationCheck:
     )
 
 
-def _integrity(rowset: RowSet, num_proc: int) -> ValidationCheck:
+def _inspect_all(rowset: RowSet, full: bool, num_proc: int) -> list[tuple[str, NiftiReport]]:
     paths = [p for p in _claimed(rowset) if (f := rowset.index.file(p)) is not None and f.size > 0]
     root = rowset.index.root
-    problems = [msg for msg in _map(check_nifti, [str(root / p) for p in paths], num_proc) if msg]
-    rel = [m.replace(str(root) + "/", "") for m in problems]
+    jobs = [(str(root / p), p, full) for p in paths]
+    return list(zip(paths, _map(_inspect_job, jobs, num_proc)))
+
+
+def _integrity_check(reports: list[tuple[str, NiftiReport]]) -> ValidationCheck:
+    problems = [f"{rel}: {r.problem}" for rel, r in reports if r.problem]
     return ValidationCheck(
-        name="images decompress and parse", expected=len(paths),
-        actual=len(paths) - len(rel), passed=not rel,
-        details="\n".join(rel[:20]) + (f"\n... {len(rel) - 20} more" if len(rel) > 20 else "")
+        name="images decompress and parse", expected=len(reports),
+        actual=len(reports) - len(problems), passed=not problems,
+        details="\n".join(problems[:20]) + (f"\n... {len(problems) - 20} more" if len(problems) > 20 else "")
         + ("\nRe-export or re-download these files; they would fail to load for users."
-           if rel else ""),
+           if problems else ""),
     )
 
 
-def _map(fn: Callable[[str], str | None], items: list[str], num_proc: int) -> list[str | None]:
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _map(fn: Callable[[_T], _R], items: list[_T], num_proc: int) -> list[_R]:
     if num_proc <= 1 or len(items) < 8:
         return [fn(i) for i in items]
     with ProcessPoolExecutor(max_workers=num_proc) as pool:
         return list(pool.map(fn, items, chunksize=max(1, len(items) // (num_proc * 8))))
 
 
+@dataclass(frozen=True)
+class NiftiReport:
+    problem: str | None  # None: a complete NIfTI-1 image
+    phi: tuple[Finding, ...] = ()
+
+
+def _inspect_job(job: tuple[str, str, bool]) -> NiftiReport:
+    return inspect_nifti(*job)
+
+
 def check_nifti(path: str) -> str | None:
     """``None`` if the file is a complete NIfTI-1 image, else what is wrong with it."""
+    problem = inspect_nifti(path, path, full=True).problem
+    return None if problem is None else f"{path}: {problem}"
+
+
+def inspect_nifti(path: str, rel: str, full: bool = True) -> NiftiReport:
+    """Decompress the image (all of it when ``full``; else its first MB), check that it is a
+    complete NIfTI-1 file, and scan its header text and extensions for personal data."""
     head = bytearray()
     total = 0
     try:
         with open(path, "rb") as raw:
-            magic = raw.read(2)
+            gz = raw.read(2) == b"\x1f\x8b"
             raw.seek(0)
-            gz = magic == b"\x1f\x8b"
             if path.endswith(".gz") and not gz:
-                return f"{path}: named .gz but not gzip-compressed"
+                return NiftiReport("named .gz but not gzip-compressed")
             stream = gzip.GzipFile(fileobj=raw) if gz else raw
             while chunk := stream.read(_CHUNK):
-                if len(head) < 544:
-                    head += chunk[: 544 - len(head)]
+                if len(head) < _HEAD_LIMIT:
+                    head += chunk[: _HEAD_LIMIT - len(head)]
                 total += len(chunk)
+                if not full and len(head) >= _HEAD_LIMIT:
+                    break
     except (OSError, EOFError, zlib.error) as err:
-        return f"{path}: cannot be decompressed ({type(err).__name__}: {err}); truncated or corrupt"
+        return NiftiReport(f"cannot be decompressed ({type(err).__name__}: {err}); "
+                           "truncated or corrupt")
     if len(head) < 348:
-        return f"{path}: {total} bytes, too short for a NIfTI header"
+        return NiftiReport(f"{total} bytes, too short for a NIfTI header")
     sizeof_hdr_le = struct.unpack("<i", bytes(head[:4]))[0]
     sizeof_hdr_be = struct.unpack(">i", bytes(head[:4]))[0]
     if 540 in (sizeof_hdr_le, sizeof_hdr_be):
-        return (f"{path}: NIfTI-2; datasets' Nifti feature decodes NIfTI-1 only. Convert it "
-                "(e.g. nibabel: nib.Nifti1Image(img.dataobj, img.affine, img.header))")
+        return NiftiReport("NIfTI-2; datasets' Nifti feature decodes NIfTI-1 only. Convert it "
+                           "(e.g. nibabel: nib.Nifti1Image(img.dataobj, img.affine, img.header))")
     if 348 not in (sizeof_hdr_le, sizeof_hdr_be):
-        return f"{path}: not a NIfTI file (header size field is {sizeof_hdr_le})"
+        return NiftiReport(f"not a NIfTI file (header size field is {sizeof_hdr_le})")
     try:
         header = nib.Nifti1Header.from_fileobj(io.BytesIO(bytes(head[:348])))
         shape = header.get_data_shape()
         itemsize = header.get_data_dtype().itemsize
         offset = int(header.get_data_offset())
     except Exception as err:  # nibabel raises several types for bad headers
-        return f"{path}: NIfTI header does not parse ({type(err).__name__}: {err})"
+        return NiftiReport(f"NIfTI header does not parse ({type(err).__name__}: {err})")
+    phi = tuple(scan_nifti_header(rel, bytes(head[: max(offset, 352)])))
     needed = offset + int(np.prod(shape, dtype=np.int64)) * itemsize
-    if total < needed:
-        return (f"{path}: truncated, {total} bytes of image data where the header "
-                f"promises {needed}")
-    return None
-
+    if full and total < needed:
+        return NiftiReport(f"truncated, {total} bytes of image data where the header "
+                           f"promises {needed}", phi)
+    return NiftiReport(None, phi)

@@ -57,11 +57,13 @@ def build_parser(prog: str = "push.py") -> argparse.ArgumentParser:
     p.add_argument("--shards", metavar="I-J",
                    help="build only these shards of the plan (e.g. 0-9), for job arrays")
     p.add_argument("--strict", action="store_true",
-                   help="NIfTI files claimed by no column are an error")
+                   help="NIfTI files claimed by no column, and BIDS validator errors, block")
     p.add_argument("--allow-phi", action="store_true",
                    help="upload even if fields that look like personal information are found")
     p.add_argument("--no-integrity", action="store_true",
                    help="skip decompressing every image before the build (not recommended)")
+    p.add_argument("--no-bids-validator", action="store_true",
+                   help="skip the official BIDS validator even if it is installed")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -112,6 +114,7 @@ def _input_errors() -> tuple[type[Exception], ...]:
 
 
 def _run(builder: type[BidsBuilder] | None, args: argparse.Namespace) -> int:
+    from ._bids_validator import bids_validator_check
     from ._checks import pre_build_checks
     from ._index import index_bids
     from ._infer import infer_schema
@@ -143,7 +146,9 @@ def _run(builder: type[BidsBuilder] | None, args: argparse.Namespace) -> int:
          f"{len(rowset.claimed)} images claimed, {len(rowset.unclaimed)} unclaimed")
     result = ValidationResult(list(rowset.checks))
     result.extend(pre_build_checks(rowset, integrity=not args.no_integrity,
-                                   num_proc=args.num_proc))
+                                   num_proc=args.num_proc, allow_phi=args.allow_phi))
+    if not args.no_bids_validator:
+        result.add(bids_validator_check(index.root, strict=schema.strict))
     _say(result.summary())
     if not result.all_passed:
         _say(f"error: {len(result.failures)} check(s) failed; nothing was built.")

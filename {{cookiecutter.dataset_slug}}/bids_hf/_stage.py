@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from ._version import __version__
 from ._card import CardMeta, StagedStats, render_card
 from ._plan import ShardPlan
+from ._qc import write_qc_picture
 from ._rows import RowSet
 from ._shards import STATE_DIR, ShardRecord, build_shards
 from ._util import sha256_file
@@ -93,19 +94,18 @@ def stage(
     card_source: str | None = None,
     num_proc: int = 1,
     progress: bool = True,
-    extras: Callable[[RowSet, Path], Mapping[str, str]] | None = None,
+    qc: bool = True,
 ) -> Manifest:
-    """Build every shard (reusing valid ones), drop stale ones, write the card and manifest.
-
-    ``extras`` may write additional files into ``out`` (e.g. a QC picture) and return card
-    blocks that show them.
-    """
+    """Build every shard (reusing valid ones), drop stale ones, write the QC picture, the
+    card and the manifest."""
     claim_staging_dir(out, meta.slug)
     (out / STATE_DIR / "plan.json").write_text(plan.to_json(), encoding="utf-8")
     records = build_shards(rowset, plan, out, num_proc=num_proc, progress=progress)
     _remove_stale(out, set(records))
     stats = _stats(out, records, plan, rowset)
-    blocks = dict(extras(rowset, out)) if extras else {}
+    blocks: dict[str, str] = {}
+    if qc and (picture := write_qc_picture(rowset, out)) is not None:
+        blocks["qc"] = picture.card_block()
     (out / "README.md").write_text(
         render_card(rowset, meta, stats, source=card_source, extra_blocks=blocks), encoding="utf-8")
     files = {name: {"size": r.size, "sha256": r.sha256} for name, r in records.items()}

@@ -50,14 +50,17 @@ def phantom(shape: tuple[int, ...], seed: int, kind: str = "brain") -> np.ndarra
 
 
 def write_nifti(path: Path, shape: tuple[int, ...] = (16, 16, 12), seed: int | None = None,
-                kind: str = "brain", descrip: str = "") -> Path:
-    """Write a real NIfTI-1 image (gzip when the name ends in ``.gz``)."""
+                kind: str = "brain", descrip: str = "", tr: float | None = None) -> Path:
+    """Write a real NIfTI-1 image (gzip when the name ends in ``.gz``); ``tr`` sets the
+    repetition time of a 4-D image (the BIDS validator compares it with the sidecar)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = phantom(shape, seed_of(path.name) if seed is None else seed, kind)
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     affine[:3, 3] = [-shape[0], -shape[1], -shape[2]]
     img = nib.Nifti1Image(data, affine)
     img.header.set_xyzt_units("mm", "sec")
+    if tr is not None and len(shape) == 4:
+        img.header.set_zooms((2.0, 2.0, 2.0, tr))
     if descrip:
         img.header["descrip"] = descrip.encode()[:79]
     nib.save(img, path)

@@ -33,6 +33,7 @@ from ._validate import ValidationCheck, ValidationResult
 def verify_staged(out: Path, rowset: RowSet, plan: ShardPlan, manifest: Manifest) -> ValidationResult:
     result = ValidationResult()
     result.add(_files_match_manifest(out, manifest))
+    result.add(_row_counts(out, rowset, plan))
     result.add(_load_with_datasets(out, rowset))
     result.add(_embedded_bytes(out, rowset, plan))
     return result
@@ -61,6 +62,21 @@ def _files_match_manifest(out: Path, manifest: Manifest) -> ValidationCheck:
         actual=len(manifest.files) - len(problems), passed=not problems,
         details="\n".join(problems) + ("\nRestage (rerun push.py) to rebuild them." if problems else ""),
     )
+
+
+def _row_counts(out: Path, rowset: RowSet, plan: ShardPlan) -> ValidationCheck:
+    """Rows per split in the Parquet footers, against the rows assembled from the tree."""
+    stored: dict[str, int] = dict.fromkeys(rowset.splits, 0)
+    for spec in plan.shards:
+        path = out / spec.name
+        if path.is_file():
+            stored[spec.split] += pq.ParquetFile(path).metadata.num_rows
+    planned = {s: len(rowset.rows_of(s)) for s in rowset.splits}
+    wrong = [f"{s}: {stored[s]} rows stored, {planned[s]} planned" for s in planned
+             if stored[s] != planned[s]]
+    return ValidationCheck(name="rows as planned", expected=sum(planned.values()),
+                           actual=sum(stored.values()), passed=not wrong,
+                           details="\n".join(wrong))
 
 
 def _load_with_datasets(out: Path, rowset: RowSet) -> ValidationCheck:

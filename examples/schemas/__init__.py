@@ -1,0 +1,1 @@
+"""Reference schemas of real datasets (each a complete schema.py)."""
