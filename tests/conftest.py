@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # hub_server, hub_fixt
 import examples  # noqa: E402,F401
 from examples.cohorts import make_aomic, make_arc, make_isles24  # noqa: E402
 
-# pytest_plugins = ["hub_fixtures"]  (enabled with the hub test server)
+pytest_plugins = ["hub_fixtures"]
 
 BIDS_EXAMPLES = Path(os.environ.get("BIDS_EXAMPLES", TEMPLATE_ROOT.parent / "shared" / "bids-examples"))
 SCHEMAS = TEMPLATE_ROOT / "examples" / "schemas"

@@ -43,9 +43,22 @@ def build_parser(prog: str = "push.py") -> argparse.ArgumentParser:
     p.add_argument("--repo-id", help="upload to this Hub dataset repo (ORG/NAME)")
     p.add_argument("--public", action="store_true", help="create the repo public (default private)")
     p.add_argument("--revision", default="main", help="branch to upload to (default: main)")
-    p.add_argument("--create-pr", action="store_true", help="upload as a pull request")
+    p.add_argument("--create-pr", action="store_true",
+                   help="upload as a pull request (the remote check then runs on merge)")
     p.add_argument("--check-load", action="store_true",
                    help="after upload, stream the first rows back with datasets.load_dataset")
+    p.add_argument("--verify-remote", choices=("metadata", "full"), default="metadata",
+                   help="after upload, compare the Hub's file metadata with the manifest "
+                        "(default), or also download and hash every file (full)")
+    p.add_argument("--upload-only", action="store_true",
+                   help="upload an already staged and verified --out (resume an upload "
+                        "without re-checking the tree)")
+    p.add_argument("--verify-only", action="store_true",
+                   help="only compare the Hub copy of --repo-id with --out's manifest")
+    p.add_argument("--max-retries", type=int, default=5,
+                   help="retries of a failed Hub request before giving up (default 5)")
+    p.add_argument("--http-timeout", type=float, default=300.0,
+                   help="seconds to wait on one Hub request before retrying (default 300)")
     p.add_argument("--max-shard-size",
                    help="largest shard (default: as in OUT's saved plan, else 500MB)")
     p.add_argument("--row-group-size",
@@ -73,10 +86,17 @@ def main(load_builder: Callable[[], type[BidsBuilder]], argv: Sequence[str] | No
     inside the error handling, so a mistake in schema.py gets a message, not a crash."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.bids_root is None:
+    remote_only = args.upload_only or args.verify_only
+    if remote_only:
+        if not (args.repo_id and args.out):
+            _say("error: --upload-only and --verify-only need --repo-id and --out.")
+            return EXIT_INPUT
+    elif args.bids_root is None:
         _say("error: --bids-root is required (or set BIDS_ROOT).")
         return EXIT_INPUT
     try:
+        if remote_only:
+            return _upload(args, args.out, image_columns=None, split=None)
         builder = _load(load_builder, args.infer_schema)
         return _run(builder, args)
     except KeyboardInterrupt:
@@ -124,6 +144,7 @@ def _run(builder: type[BidsBuilder] | None, args: argparse.Namespace) -> int:
     from ._shards import STATE_DIR, build_shards
     from ._stage import Manifest, claim_staging_dir, stage
     from ._validate import ValidationResult
+    from ._hub import mark_verified
     from ._verify import verify_staged
 
     t0 = time.perf_counter()
@@ -204,11 +225,49 @@ def _run(builder: type[BidsBuilder] | None, args: argparse.Namespace) -> int:
         _say("error: the staged folder failed verification; nothing was uploaded.")
         return EXIT_CHECKS
 
-    if args.repo_id:
-        _say("error: --repo-id: uploading is not implemented yet; the staged folder is ready "
-             f"at {out}.")
-        return EXIT_UPLOAD
+    mark_verified(out)
     _summary(out, manifest, rowset, time.perf_counter() - t0)
+    if args.repo_id:
+        return _upload(args, out, image_columns=rowset.image_columns, split=rowset.splits[0])
+    return EXIT_OK
+
+
+def _upload(args: argparse.Namespace, out: Path, image_columns: dict[str, bool] | None,
+            split: str | None) -> int:
+    import httpx2
+    from huggingface_hub.utils import get_session
+
+    from ._hub import HubError, RetryPolicy, check_load, publish, verify_remote
+
+    # huggingface_hub's shared client has no timeout: a stalled connection would hang the
+    # upload forever. Bound every request; a timed-out one is retried (with_retries).
+    get_session().timeout = httpx2.Timeout(args.http_timeout, connect=30.0)
+    policy = RetryPolicy(attempts=max(1, args.max_retries + 1))
+    revision, result = args.revision, None
+    try:
+        if not args.verify_only:
+            result = publish(out, args.repo_id, private=not args.public, revision=args.revision,
+                             create_pr=args.create_pr, policy=policy, say=_say)
+            revision = result.revision
+            _say(f"uploaded {len(result.uploaded)} file(s), {len(result.unchanged)} unchanged, "
+                 f"{len(result.deleted)} stale deleted; commit "
+                 f"{result.commit or '(none needed)'} on {revision}")
+        checks = verify_remote(out, args.repo_id, revision=revision,
+                               full=args.verify_remote == "full", policy=policy, say=_say)
+    except HubError as err:
+        _say(f"error: {err}")
+        return EXIT_UPLOAD
+    if args.check_load and image_columns is not None and split is not None:
+        checks.add(check_load(args.repo_id, split, image_columns, revision=revision))
+    _say(checks.summary())
+    if not checks.all_passed:
+        _say("error: the Hub copy does not match the staged folder (files named above).")
+        return EXIT_CHECKS
+    if result is None:
+        print(f"OK: the Hub copy of {args.repo_id} ({revision}) matches {out}.")
+    else:
+        print(f"Published {args.repo_id} ({'private' if result.private else 'public'}, "
+              f"{revision}): {result.url}")
     return EXIT_OK
 
 

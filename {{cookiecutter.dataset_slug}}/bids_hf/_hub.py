@@ -1,0 +1,319 @@
+"""Publishing a verified staged folder to the Hub, and verifying the remote copy.
+
+* Only a folder that passed local verification is uploaded (``.bids_hf/verified.json``
+  holds the sha256 of the manifest it verified; a rebuilt folder must verify again).
+* The repo is created private unless asked otherwise; an existing repo's visibility is
+  reported, never changed. The token comes from ``HF_TOKEN`` or the cached login and is
+  never printed; ``HF_ENDPOINT`` is honoured (huggingface_hub reads it).
+* One commit holds every changed file and deletes shards of older plans from ``data/``, so
+  the repo never shows two plans at once. Files already on the Hub with the same content
+  are not sent; LFS objects that landed before an interruption are skipped by the Hub, so
+  re-running the same command resumes.
+* Transient failures (429 with ``Retry-After``, 5xx, timeouts, dropped connections) are
+  retried with capped exponential backoff; huggingface_hub retries some calls itself but
+  not the commit or repo creation. Permanent ones (401, 403, 404) stop at once with what to do.
+* Remote verification compares every manifest file with the Hub's file metadata (size and
+  LFS sha256, or the git blob id of small files) and, with ``full=True``, downloads and
+  hashes the bytes (streamed, nothing kept), which also catches corruption behind intact
+  metadata.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx2
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_url
+from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.utils import build_hf_headers, get_session
+
+from ._shards import STATE_DIR
+from ._stage import Manifest
+from ._util import sha256_file
+from ._validate import ValidationCheck, ValidationResult
+
+VERIFIED = "verified.json"
+TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+_T = TypeVar("_T")
+
+
+class HubError(RuntimeError):
+    """Publishing failed; the message says why and what to do (never the token)."""
+
+
+# -- local verification marker -----------------------------------------------------------------
+
+
+def _manifest_digest(out: Path) -> str:
+    return sha256_file(out / STATE_DIR / "manifest.json")
+
+
+def mark_verified(out: Path) -> None:
+    (out / STATE_DIR / VERIFIED).write_text(
+        json.dumps({"manifest_sha256": _manifest_digest(out)}) + "\n", encoding="utf-8")
+
+
+def is_verified(out: Path) -> bool:
+    try:
+        marker = json.loads((out / STATE_DIR / VERIFIED).read_text(encoding="utf-8"))
+        return bool(marker.get("manifest_sha256") == _manifest_digest(out))
+    except (OSError, ValueError):
+        return False
+
+
+# -- retries -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6
+    base_delay: float = 2.0
+    max_delay: float = 60.0
+    sleep: Callable[[float], None] = time.sleep
+
+
+def with_retries(what: str, call: Callable[[], _T], policy: RetryPolicy,
+                 say: Callable[[str], None]) -> _T:
+    """Run ``call``; retry transient failures, turn permanent ones into a ``HubError``."""
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            return call()
+        except HfHubHTTPError as err:
+            status = err.response.status_code if err.response is not None else None
+            if status not in TRANSIENT_STATUS:
+                raise HubError(_explain(what, status, err)) from None
+            reason = f"HTTP {status}"
+            delay = _retry_after(err.response) or _backoff(attempt, policy)
+        except (httpx2.TransportError, ConnectionError, TimeoutError) as err:
+            reason = f"{type(err).__name__}: {str(err)[:120] or 'connection failed'}"
+            delay = _backoff(attempt, policy)
+        if attempt == policy.attempts:
+            raise HubError(f"{what} failed {policy.attempts} times ({reason}). Rerun the same "
+                           "command to resume: files that already landed are not sent again.")
+        say(f"{what}: {reason}; retrying in {delay:.0f} s (attempt {attempt + 1}/{policy.attempts})")
+        policy.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _backoff(attempt: int, policy: RetryPolicy) -> float:
+    return min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
+
+
+def _retry_after(response: Any) -> float | None:
+    value = response.headers.get("Retry-After") if response is not None else None
+    if not value:
+        return None
+    try:
+        return min(float(value), 600.0)
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, min(600.0, when.timestamp() - time.time()))
+
+
+def _explain(what: str, status: int | None, err: HfHubHTTPError) -> str:
+    server = _server_message(err)
+    if status == 401:
+        return (f"{what}: the Hub rejected the token (HTTP 401{server}). Set HF_TOKEN to a "
+                "valid token with write access, or log in with `hf auth login`.")
+    if status == 403:
+        return (f"{what}: the token may not write there (HTTP 403{server}). Use a token with "
+                "write access to that user or organisation.")
+    if status == 404:
+        return (f"{what}: not found (HTTP 404{server}). Check the repo id (ORG/NAME) and that "
+                "the organisation exists and the token belongs to one of its members.")
+    return f"{what}: HTTP {status}{server}."
+
+
+def _server_message(err: HfHubHTTPError) -> str:
+    message = getattr(err, "server_message", None)
+    return f": {message}" if message else ""
+
+
+# -- publish --------------------------------------------------------------------------------------
+
+
+@dataclass
+class PublishResult:
+    repo_id: str
+    url: str
+    private: bool
+    commit: str | None  # None when nothing had to change
+    revision: str  # where the files are now: the branch, or the pull request's ref
+    uploaded: list[str]
+    unchanged: list[str]
+    deleted: list[str]
+
+
+def publish(out: Path, repo_id: str, *, private: bool = True, revision: str = "main",
+            create_pr: bool = False, policy: RetryPolicy | None = None,
+            say: Callable[[str], None] = print, api: HfApi | None = None) -> PublishResult:
+    """Upload a staged folder that passed verification; resumable by calling it again."""
+    policy = policy or RetryPolicy()
+    if not is_verified(out):
+        raise HubError(f"{out} has not passed verification since it was last staged. Run "
+                       "push.py without --repo-id first (or with it: it verifies before "
+                       "uploading).")
+    manifest = Manifest.read(out)
+    api = api or HfApi()
+    repo = with_retries("creating the repo", lambda: api.create_repo(
+        repo_id, repo_type="dataset", private=private, exist_ok=True), policy, say)
+    info = with_retries("reading the repo", lambda: api.dataset_info(repo_id), policy, say)
+    if bool(info.private) != private:
+        say(f"note: {repo_id} already exists and is {'private' if info.private else 'PUBLIC'}; "
+            "its visibility was not changed.")
+    if revision != "main" and not create_pr:
+        with_retries("creating the branch", lambda: api.create_branch(
+            repo_id, repo_type="dataset", branch=revision, exist_ok=True), policy, say)
+    remote = with_retries("listing the repo", lambda: _remote_files(api, repo_id, revision),
+                          policy, say)
+    uploaded, unchanged = [], []
+    operations: list[Any] = []
+    for name, entry in manifest.files.items():
+        if _same(remote.get(name), out / name, entry):
+            unchanged.append(name)
+        else:
+            uploaded.append(name)
+            operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=out / name))
+    deleted = sorted(p for p in remote if p.startswith("data/") and p not in manifest.files)
+    operations += [CommitOperationDelete(path_in_repo=p) for p in deleted]
+    commit, landed = None, revision
+    if operations:
+        say(f"uploading {len(uploaded)} file(s) "
+            f"({_size(out, uploaded) / 1e9:.2f} GB), deleting {len(deleted)} stale file(s), "
+            f"{len(unchanged)} already on the Hub")
+        info_commit = with_retries("committing", lambda: api.create_commit(
+            repo_id, operations, repo_type="dataset", revision=revision, create_pr=create_pr,
+            commit_message=f"Publish {manifest.dataset}: {len(manifest.shards)} shard(s), "
+                           f"plan {manifest.plan_fingerprint[:12]}"), policy, say)
+        commit = info_commit.oid
+        landed = info_commit.pr_revision or revision
+    return PublishResult(repo_id=repo_id, url=str(repo), private=bool(info.private),
+                         commit=commit, revision=landed, uploaded=uploaded, unchanged=unchanged,
+                         deleted=deleted)
+
+
+def _size(out: Path, names: list[str]) -> int:
+    return sum((out / n).stat().st_size for n in names)
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    size: int
+    sha256: str | None  # LFS files
+    blob_id: str | None  # git blob id (small files)
+
+
+def _remote_files(api: HfApi, repo_id: str, revision: str) -> dict[str, RemoteFile]:
+    try:
+        entries = api.list_repo_tree(repo_id, repo_type="dataset", revision=revision,
+                                     recursive=True, expand=True)
+        return {e.path: RemoteFile(e.size, e.lfs.sha256 if e.lfs else None, e.blob_id)
+                for e in entries if hasattr(e, "size")}
+    except HfHubHTTPError as err:
+        if err.response is not None and err.response.status_code == 404 and revision != "main":
+            return {}  # a branch that does not exist yet
+        raise
+
+
+def _git_blob_id(path: Path) -> str:
+    data = path.read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def _same(remote: RemoteFile | None, local: Path, entry: dict[str, Any]) -> bool:
+    if remote is None or remote.size != entry["size"]:
+        return False
+    if remote.sha256 is not None:
+        return remote.sha256 == entry["sha256"]
+    return remote.blob_id == _git_blob_id(local)
+
+
+# -- remote verification --------------------------------------------------------------------------
+
+
+def verify_remote(out: Path, repo_id: str, *, revision: str = "main", full: bool = False,
+                  policy: RetryPolicy | None = None, say: Callable[[str], None] = print,
+                  api: HfApi | None = None) -> ValidationResult:
+    """The Hub copy against the manifest: every file present with its size and hash, no
+    stale shards under ``data/``, the card present; ``full`` also hashes the bytes."""
+    policy = policy or RetryPolicy()
+    api = api or HfApi()
+    manifest = Manifest.read(out)
+    remote = with_retries("listing the repo", lambda: _remote_files(api, repo_id, revision),
+                          policy, say)
+    result = ValidationResult()
+    problems = []
+    for name, entry in manifest.files.items():
+        found = remote.get(name)
+        if found is None:
+            problems.append(f"{name}: missing on the Hub")
+        elif not _same(found, out / name, entry):
+            problems.append(f"{name}: the Hub's copy differs (size {found.size}, manifest "
+                            f"{entry['size']}; content hash differs)")
+    result.add(ValidationCheck(
+        name="remote files match manifest", expected=len(manifest.files),
+        actual=len(manifest.files) - len(problems), passed=not problems,
+        details="\n".join(problems) + ("\nRerun the same command to upload them again."
+                                       if problems else "")))
+    stale = sorted(p for p in remote if p.startswith("data/") and p not in manifest.files)
+    result.add(ValidationCheck(
+        name="no stale shards on the Hub", expected=0, actual=len(stale), passed=not stale,
+        details="\n".join(stale[:20]) + ("\nRerun the same command: the next commit deletes "
+                                         "them." if stale else "")))
+    if full:
+        bad = [name for name, entry in manifest.files.items()
+               if name in remote and with_retries(
+                   f"downloading {name}", lambda n=name: _remote_sha256(repo_id, n, revision),
+                   policy, say) != entry["sha256"]]
+        result.add(ValidationCheck(
+            name="remote bytes hash to the manifest", expected=len(manifest.files),
+            actual=len(manifest.files) - len(bad), passed=not bad,
+            details="\n".join(f"{n}: downloaded bytes do not match its sha256" for n in bad)
+            + ("\nRe-upload them: delete them on the Hub and rerun the same command."
+               if bad else "")))
+    return result
+
+
+def _remote_sha256(repo_id: str, name: str, revision: str) -> str:
+    url = hf_hub_url(repo_id, name, repo_type="dataset", revision=revision)
+    digest = hashlib.sha256()
+    with get_session().stream("GET", url, headers=build_hf_headers()) as response:
+        response.raise_for_status()
+        for block in response.iter_bytes(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_load(repo_id: str, split: str, image_columns: dict[str, bool],
+               revision: str = "main") -> ValidationCheck:
+    """``datasets.load_dataset(repo, streaming=True)``: the first row reads and an image decodes."""
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(repo_id, split=split, streaming=True, revision=revision)
+        row = next(iter(ds))
+        decoded = _first_image(row, image_columns)
+        shape = tuple(decoded.shape) if decoded is not None else None
+    except Exception as err:  # the finding itself
+        return ValidationCheck(name="load_dataset from the Hub", expected="first row decodes",
+                               actual="failed", passed=False,
+                               details=f"{type(err).__name__}: {str(err)[:300]}")
+    return ValidationCheck(name="load_dataset from the Hub", expected="first row decodes",
+                           actual=f"{row.get('subject_id')} image {shape}", passed=shape is not None,
+                           details="" if shape else "the first row holds no image")
+
+
+def _first_image(row: dict[str, Any], image_columns: dict[str, bool]) -> Any:
+    for column, is_list in image_columns.items():
+        value = row.get(column)
+        images: Iterator[Any] = iter(value or []) if is_list else iter([value] if value else [])
+        for image in images:
+            return image
+    return None
