@@ -134,18 +134,14 @@ def _input_errors() -> tuple[type[Exception], ...]:
 
 
 def _run(builder: type[BidsBuilder] | None, args: argparse.Namespace) -> int:
-    from ._bids_validator import bids_validator_check
-    from ._checks import pre_build_checks
+    from ._engine import check, stage_verified
     from ._index import index_bids
     from ._infer import infer_schema
     from ._plan import DEFAULT_MAX_SHARD_SIZE, DEFAULT_ROW_GROUP_SIZE, plan_shards, read_plan
     from ._rows import assemble_rows
     from ._schema import Schema
     from ._shards import STATE_DIR, build_shards
-    from ._stage import Manifest, claim_staging_dir, stage
-    from ._validate import ValidationResult
-    from ._hub import mark_verified
-    from ._verify import verify_staged
+    from ._stage import claim_staging_dir
 
     t0 = time.perf_counter()
     index = index_bids(args.bids_root)
@@ -165,11 +161,8 @@ def _run(builder: type[BidsBuilder] | None, args: argparse.Namespace) -> int:
     rowset = assemble_rows(index, schema)
     _say(f"rows: {len(rowset.rows)} ({schema.row}s) x {len(rowset.features)} columns, "
          f"{len(rowset.claimed)} images claimed, {len(rowset.unclaimed)} unclaimed")
-    result = ValidationResult(list(rowset.checks))
-    result.extend(pre_build_checks(rowset, integrity=not args.no_integrity,
-                                   num_proc=args.num_proc, allow_phi=args.allow_phi))
-    if not args.no_bids_validator:
-        result.add(bids_validator_check(index.root, strict=schema.strict))
+    result = check(rowset, integrity=not args.no_integrity, num_proc=args.num_proc,
+                   allow_phi=args.allow_phi, bids_validator=not args.no_bids_validator)
     _say(result.summary())
     if not result.all_passed:
         _say(f"error: {len(result.failures)} check(s) failed; nothing was built.")
@@ -214,18 +207,16 @@ def _run(builder: type[BidsBuilder] | None, args: argparse.Namespace) -> int:
         return EXIT_OK
 
     t1 = time.perf_counter()
-    manifest = stage(rowset, plan, out, meta, card_source=_card_source(builder),
-                     num_proc=args.num_proc, progress=not args.no_progress)
-    build_s = time.perf_counter() - t1
+    staged = stage_verified(rowset, plan, out, meta, card_source=_card_source(builder),
+                            num_proc=args.num_proc, progress=not args.no_progress)
+    manifest = staged.manifest
     _say(f"staged: {out} ({len(manifest.shards)} shard(s), "
-         f"{human_bytes(sum(s['size'] for s in manifest.shards))}) in {build_s:.1f} s")
-    verification = verify_staged(out, rowset, plan, Manifest.read(out))
-    _say(verification.summary())
-    if not verification.all_passed:
+         f"{human_bytes(sum(s['size'] for s in manifest.shards))}) in "
+         f"{time.perf_counter() - t1:.1f} s")
+    _say(staged.verification.summary())
+    if not staged.verification.all_passed:
         _say("error: the staged folder failed verification; nothing was uploaded.")
         return EXIT_CHECKS
-
-    mark_verified(out)
     _summary(out, manifest, rowset, time.perf_counter() - t0)
     if args.repo_id:
         return _upload(args, out, image_columns=rowset.image_columns, split=rowset.splits[0])
@@ -237,23 +228,27 @@ def _upload(args: argparse.Namespace, out: Path, image_columns: dict[str, bool] 
     import httpx2
     from huggingface_hub.utils import get_session
 
-    from ._hub import HubError, RetryPolicy, check_load, publish, verify_remote
+    from ._engine import publish_verified
+    from ._hub import HubError, RetryPolicy, check_load, verify_remote
 
     # huggingface_hub's shared client has no timeout: a stalled connection would hang the
     # upload forever. Bound every request; a timed-out one is retried (with_retries).
     get_session().timeout = httpx2.Timeout(args.http_timeout, connect=30.0)
     policy = RetryPolicy(attempts=max(1, args.max_retries + 1))
     revision, result = args.revision, None
+    full = args.verify_remote == "full"
     try:
-        if not args.verify_only:
-            result = publish(out, args.repo_id, private=not args.public, revision=args.revision,
-                             create_pr=args.create_pr, policy=policy, say=_say)
+        if args.verify_only:
+            checks = verify_remote(out, args.repo_id, revision=revision, full=full,
+                                   policy=policy, say=_say)
+        else:
+            result, checks = publish_verified(
+                out, args.repo_id, private=not args.public, revision=args.revision,
+                create_pr=args.create_pr, full=full, policy=policy, say=_say)
             revision = result.revision
             _say(f"uploaded {len(result.uploaded)} file(s), {len(result.unchanged)} unchanged, "
                  f"{len(result.deleted)} stale deleted; commit "
                  f"{result.commit or '(none needed)'} on {revision}")
-        checks = verify_remote(out, args.repo_id, revision=revision,
-                               full=args.verify_remote == "full", policy=policy, say=_say)
     except HubError as err:
         _say(f"error: {err}")
         return EXIT_UPLOAD

@@ -160,11 +160,11 @@ def _metadata(index: BidsIndex, row: str, taken: set[str]) -> dict[str, dict[str
     tables: dict[str, dict[str, str]] = {}
     participants = index.root / "participants.tsv"
     if participants.is_file():
-        tables["participants.tsv"] = _typed_columns(participants, skip={"participant_id"})
+        tables["participants.tsv"] = typed_columns(participants, skip={"participant_id"})
     if row == "session":
         merged: dict[str, str] = {}
         for path in sorted(index.root.glob("sub-*/sub-*_sessions.tsv")):
-            for col, dtype in _typed_columns(path, skip={"session_id"}).items():
+            for col, dtype in typed_columns(path, skip={"session_id"}).items():
                 merged[col] = _wider(merged.get(col), dtype)
         tables["sessions.tsv"] = merged
     out: dict[str, dict[str, str | MetaColumn]] = {}
@@ -188,7 +188,8 @@ def _render_meta(spec: str | MetaColumn) -> str:
     return f"meta({spec.dtype!r}, name={spec.name!r})"
 
 
-def _typed_columns(path: Path, skip: set[str]) -> dict[str, str]:
+def typed_columns(path: Path, skip: set[str]) -> dict[str, str]:
+    """Every column of a TSV but ``skip``, with a type guessed from its values."""
     frame = read_tsv(path)
     return {col: _guess_type(frame[col].tolist()) for col in frame.columns if col not in skip}
 

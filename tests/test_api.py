@@ -1,0 +1,58 @@
+"""The notebook front door: from_bids() and push_to_hub(), same engine as push.py."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import datasets
+import nibabel as nib
+import pytest
+from hub_fixtures import HubEnv
+from huggingface_hub import HfApi
+
+from bids_hf import ValidationError, from_bids, many, one, push_to_hub
+
+SCHEMA = {"t1w": many("anat/*_T1w.nii.gz"),
+          "lesion": "derivatives/lesion_masks/*_mask.nii.gz"}
+
+
+def test_from_bids_gives_a_lazy_dataset_with_typed_metadata(arc_tree: Path) -> None:
+    ds = from_bids(arc_tree, schema=SCHEMA, metadata_from="participants.tsv")
+    assert ds.features["t1w"] == datasets.List(datasets.Nifti())
+    assert ds.features["lesion"] == datasets.Nifti()
+    assert ds.features["age_at_stroke"] == datasets.Value("int64")
+    assert ds.features["wab_aq"] == datasets.Value("float64")
+    assert "None" in ds["wab_type"] and None in ds["wab_type"]
+    row = next(r for r in ds if r["lesion"] is not None)
+    assert isinstance(row["t1w"][0], nib.Nifti1Image) and row["lesion"].shape == (10, 10, 8)
+
+
+def test_from_bids_refuses_an_ambiguous_column_naming_the_files(arc_tree: Path) -> None:
+    with pytest.raises(ValidationError, match=r"(?s)matched 2 files in sub-.*run-1_T1w.*run-2_T1w"):
+        from_bids(arc_tree, schema={"t1w": one("anat/*_T1w.nii.gz")})
+
+
+def test_push_to_hub_publishes_checked_bytes_under_bids_paths(
+        arc_tree: Path, tmp_path: Path, hub_env: HubEnv) -> None:
+    ds = from_bids(arc_tree, schema=SCHEMA, metadata_from="participants.tsv")
+    result = push_to_hub(ds, "test-org/api", out=tmp_path / "staged", max_shard_size="40KB",
+                         progress=False)
+    assert result.private and result.commit and len(result.uploaded) > 2
+    assert HfApi().dataset_info("test-org/api").private is True
+    hub = datasets.load_dataset("test-org/api", split="train")
+    hub = hub.cast_column("t1w", datasets.List(datasets.Nifti(decode=False)))
+    for row in hub:
+        for cell in row["t1w"]:
+            assert not cell["path"].startswith("/") and cell["path"].startswith("sub-")
+            assert hashlib.sha256(cell["bytes"]).digest() == hashlib.sha256(
+                (arc_tree / cell["path"]).read_bytes()).digest()
+    again = push_to_hub(ds, "test-org/api", out=tmp_path / "staged", max_shard_size="40KB",
+                        progress=False)
+    assert again.commit is None and not again.uploaded  # resumable, nothing left to send
+
+
+def test_push_to_hub_refuses_a_changed_dataset(arc_tree: Path) -> None:
+    ds = from_bids(arc_tree, schema=SCHEMA)
+    with pytest.raises(ValueError, match="Express the change in the schema"):
+        push_to_hub(ds.filter(lambda r: r["subject_id"] != "sub-M2001"), "test-org/x")
