@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum requirements-dev.txt | cut -d' ' -f1)
 
-.PHONY: demo test bench clean
+.PHONY: demo test lint bench clean
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,13 @@ $(STAMP): requirements-dev.txt
 demo: $(STAMP)
 	$(BIN)/python -m examples.demo --out demo-output
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest
+
+# Lint everything; type-check the vendored core (what every generated repo runs).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	cd "{{cookiecutter.dataset_slug}}" && ../$(BIN)/mypy bids_hf
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_build

@@ -40,6 +40,7 @@ import psutil
 def run_ours(tree: Path, out: Path, num_proc: int) -> dict:
     from bids_hf import assemble_rows, index_bids, plan_shards, stage
     from bids_hf._card import CardMeta
+
     from examples.schemas.arc import SCHEMA
 
     rowset = assemble_rows(index_bids(tree), SCHEMA)
@@ -54,11 +55,11 @@ def run_datasets(tree: Path, num_shards: int | None) -> dict:
     from unittest import mock
 
     import datasets
+    from bids_hf import assemble_rows, index_bids
+    from bids_hf._rows import row_ids
     from huggingface_hub import HfApi
     from huggingface_hub.hf_file_system import HfFileSystemResolvedRepositoryPath
 
-    from bids_hf import assemble_rows, index_bids
-    from bids_hf._rows import row_ids
     from examples.schemas.arc import SCHEMA
 
     rowset = assemble_rows(index_bids(tree), SCHEMA)

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import bids2table
-
 from bids_hf import Schema, assemble_rows, index_bids, many
+
 from examples.cohorts import make_index_tree
 
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         root, gen_s = timed(lambda: make_index_tree(work / "ds", args.files))
         print(f"tree: {args.files} files in {gen_s:.1f} s ({root})")
-        walk, walk_s = timed(lambda: sum(len(f) for _, _, f in os.walk(root)))
+        _, walk_s = timed(lambda: sum(len(f) for _, _, f in os.walk(root)))
         table, b2t_s = timed(lambda: bids2table.index_dataset(root))
         index, ours_s = timed(lambda: index_bids(root))
         schema = Schema(columns={s.lower(): many(suffix=s) for s in

@@ -21,9 +21,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from bids_hf._synthetic import write_dwi_companions, write_json, write_nifti, write_tsv
 
 from . import PROJECT_TEMPLATE  # noqa: F401  (puts the vendored core on the path)
-from bids_hf._synthetic import write_dwi_companions, write_json, write_nifti, write_tsv
 
 Shape = tuple[int, int, int]
 REPETITION_TIME = {"naming40": 2.0, "rest": 1.65}  # ARC's tasks (top-level sidecars)

@@ -12,8 +12,8 @@ if BIDS_ROOT:
     # lack: then say how to infer later instead of failing the generation.
     done = subprocess.run(
         [sys.executable, "-c",
-         "import sys; from bids_hf import index_bids, infer_schema; "
-         "sys.stdout.write(infer_schema(index_bids(sys.argv[1])))", root],
+         ("import sys; from bids_hf import index_bids, infer_schema; "
+          "sys.stdout.write(infer_schema(index_bids(sys.argv[1])))"), root],
         capture_output=True, text=True, check=False,
     )
     if done.returncode == 0:

@@ -15,8 +15,8 @@ TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TEMPLATE_ROOT))  # `examples` (which also puts the core on the path)
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # hub_server, hub_fixtures
 
-import examples  # noqa: E402,F401
-from examples.cohorts import make_aomic, make_arc, make_isles24  # noqa: E402
+import examples  # noqa: F401
+from examples.cohorts import make_aomic, make_arc, make_isles24
 
 pytest_plugins = ["hub_fixtures"]
 

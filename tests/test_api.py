@@ -8,10 +8,9 @@ from pathlib import Path
 import datasets
 import nibabel as nib
 import pytest
+from bids_hf import ValidationError, from_bids, many, one, push_to_hub
 from hub_fixtures import HubEnv
 from huggingface_hub import HfApi
-
-from bids_hf import ValidationError, from_bids, many, one, push_to_hub
 
 SCHEMA = {"t1w": many("anat/*_T1w.nii.gz"),
           "lesion": "derivatives/lesion_masks/*_mask.nii.gz"}

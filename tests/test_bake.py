@@ -11,9 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cookiecutter.exceptions import FailedHookException
-
 from conftest import TEMPLATE_ROOT
+from cookiecutter.exceptions import FailedHookException
 
 CORE = TEMPLATE_ROOT / "{{cookiecutter.dataset_slug}}" / "bids_hf"
 CORE_FILES = sorted(p.name for p in CORE.glob("*.py"))

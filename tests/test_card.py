@@ -8,12 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from huggingface_hub import DatasetCard
-
 from bids_hf import assemble_rows, index_bids, plan_shards, stage
 from bids_hf._card import CardMeta, hub_license
 from bids_hf._qc import read_png
 from conftest import Staged, load_schema, run_pipeline
+from huggingface_hub import DatasetCard
 
 
 @pytest.fixture(scope="module")

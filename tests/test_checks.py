@@ -15,7 +15,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
 from bids_hf import assemble_rows, index_bids, pre_build_checks, write_nifti
 from bids_hf._bids_validator import bids_validator_check
 from bids_hf._phi import scan_nifti_header, scan_sidecars, scan_tables, scan_text
@@ -37,7 +36,7 @@ def push(repo: Path, root: Path, out: Path, *args: str) -> subprocess.CompletedP
 
 
 def first(root: Path, pattern: str) -> Path:
-    return sorted(root.rglob(pattern))[0]
+    return min(root.rglob(pattern))
 
 
 def make_empty(root: Path) -> str:

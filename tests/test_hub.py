@@ -16,14 +16,13 @@ from pathlib import Path
 
 import datasets
 import pytest
+from bids_hf._hub import HubError, RetryPolicy, with_retries
+from bids_hf._stage import Manifest
+from conftest import SCHEMAS
 from hub_fixtures import HubEnv
 from hub_server import HubServer
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
-
-from bids_hf._hub import HubError, RetryPolicy, with_retries
-from bids_hf._stage import Manifest
-from conftest import SCHEMAS
 
 REPO = "test-org/arc"
 
@@ -244,6 +243,6 @@ def test_retry_policy_transient_and_permanent() -> None:
         attempts["n"] += 1
         raise httpx2.RemoteProtocolError("peer closed connection")
 
-    with pytest.raises(HubError, match="failed 4 times .*Rerun the same command"):
+    with pytest.raises(HubError, match=r"failed 4 times .*Rerun the same command"):
         with_retries("committing", dropped, policy, said.append)
     assert attempts["n"] == 4 and slept[-3:] == [1, 2, 3]

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from conftest import SCHEMAS
 
 
@@ -55,7 +54,7 @@ def test_infer_schema_prints_only_the_schema_on_stdout(arc_repo: Path, arc_tree:
     done = push(arc_repo, "--bids-root", str(arc_tree), "--infer-schema")
     assert done.returncode == 0, done.stderr
     namespace: dict = {}
-    exec(done.stdout, namespace)
+    exec(done.stdout, namespace)  # noqa: S102  (running the generated schema.py is the test)
     assert "t1w" in namespace["SCHEMA"].columns
     assert "index:" in done.stderr
 

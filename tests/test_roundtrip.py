@@ -14,7 +14,6 @@ import datasets
 import nibabel as nib
 import pyarrow.parquet as pq
 import pytest
-
 from bids_hf._util import natural_key
 from conftest import Staged, load_schema, run_pipeline
 

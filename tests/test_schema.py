@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from bids_hf import (
     Expected,
     Schema,

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from bids_hf import (
     Manifest,
     PlanError,
@@ -34,6 +33,7 @@ from bids_hf._index import BidsFile
 from bids_hf._rows import Row
 from bids_hf._shards import build_shards
 from conftest import SCHEMAS, load_schema
+
 from examples.cohorts import make_arc
 
 SMALL = {"max_shard_size": "40KB", "row_group_size": "15KB"}
@@ -113,7 +113,7 @@ def test_shard_corrupted_in_place_fails_verification_then_is_rebuilt(
         arc_tree: Path, reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "staged"
     rowset, plan, _ = build(arc_tree, out)
-    victim = sorted((out / "data").glob("*.parquet"))[0]
+    victim = min((out / "data").glob("*.parquet"))
     st = victim.stat()
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size; mtime restored below

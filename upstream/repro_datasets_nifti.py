@@ -21,10 +21,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import datasets
 import nibabel as nib
 import numpy as np
-
-import datasets
 from datasets.arrow_writer import (
     get_arrow_writer_batch_size_from_features,
     get_parquet_column_options,

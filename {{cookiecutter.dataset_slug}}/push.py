@@ -14,7 +14,7 @@ import sys
 # delay, and a build's peak memory then grows with the number of shards it writes.
 os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
 
-from bids_hf._cli import main  # noqa: E402
+from bids_hf._cli import main
 
 BUILDER_MODULE, BUILDER_CLASS = "{{ cookiecutter.module_name }}", "{{ cookiecutter.__class_name }}"
 

@@ -48,6 +48,7 @@ class BidsBuilder(datasets.GeneratorBasedBuilder):
     VERSION = datasets.Version("1.0.0")
 
     _rowset: RowSet | None = None
+    _writer_batch_size: int | None  # set by datasets' __init__; chosen from file sizes in _info
 
     @classmethod
     def card_meta(cls, repo_id: str | None = None) -> CardMeta:

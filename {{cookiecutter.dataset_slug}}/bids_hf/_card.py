@@ -203,9 +203,9 @@ def _summary(rowset: RowSet, stats: StagedStats) -> str:
     per = {"subject": "subject", "session": "session", "image": "image"}[rowset.schema.row]
     description = rowset.index.description
     lines = [
-        f"**{rows} rows** (one per {per}) from **{subjects} subjects**, "
-        f"{human_bytes(stats.download_size)} of Parquet in {stats.shards} shard(s), with the "
-        "NIfTI files embedded byte for byte.",
+        (f"**{rows} rows** (one per {per}) from **{subjects} subjects**, "
+         f"{human_bytes(stats.download_size)} of Parquet in {stats.shards} shard(s), with the "
+         "NIfTI files embedded byte for byte."),
     ]
     if description.get("BIDSVersion"):
         lines.append(f"Converted from a BIDS {description['BIDSVersion']} dataset.")

@@ -15,10 +15,9 @@ import io
 import struct
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -113,7 +112,7 @@ def _inspect_all(rowset: RowSet, full: bool, num_proc: int) -> list[tuple[str, N
     paths = [p for p in _claimed(rowset) if (f := rowset.index.file(p)) is not None and f.size > 0]
     root = rowset.index.root
     jobs = [(str(root / p), p, full) for p in paths]
-    return list(zip(paths, _map(_inspect_job, jobs, num_proc)))
+    return list(zip(paths, _map(_inspect_job, jobs, num_proc), strict=True))
 
 
 def _integrity_check(reports: list[tuple[str, NiftiReport]]) -> ValidationCheck:
@@ -189,7 +188,7 @@ def inspect_nifti(path: str, rel: str, full: bool = True) -> NiftiReport:
         shape = header.get_data_shape()
         itemsize = header.get_data_dtype().itemsize
         offset = int(header.get_data_offset())
-    except Exception as err:  # nibabel raises several types for bad headers
+    except Exception as err:  # noqa: BLE001  (nibabel raises several types for bad headers)
         return NiftiReport(f"NIfTI header does not parse ({type(err).__name__}: {err})")
     phi = tuple(scan_nifti_header(rel, bytes(head[: max(offset, 352)])))
     needed = offset + int(np.prod(shape, dtype=np.int64)) * itemsize

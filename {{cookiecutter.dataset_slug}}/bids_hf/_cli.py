@@ -15,9 +15,8 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._util import human_bytes
@@ -105,7 +104,7 @@ def main(load_builder: Callable[[], type[BidsBuilder]], argv: Sequence[str] | No
     except _input_errors() as err:
         _say(f"error: {err}")
         return EXIT_INPUT
-    except Exception:  # unexpected: show the traceback, it is a bug to report
+    except Exception:  # noqa: BLE001  (unexpected: show the traceback, it is a bug to report)
         _say(traceback.format_exc())
         _say("error: unexpected failure (traceback above). Rerunning resumes from the last "
              "finished shard.")

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import httpx2
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_url
 from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import build_hf_headers, get_session
 
 from ._shards import STATE_DIR
@@ -215,7 +216,7 @@ def _remote_files(api: HfApi, repo_id: str, revision: str) -> dict[str, RemoteFi
         entries = api.list_repo_tree(repo_id, repo_type="dataset", revision=revision,
                                      recursive=True, expand=True)
         return {e.path: RemoteFile(e.size, e.lfs.sha256 if e.lfs else None, e.blob_id)
-                for e in entries if hasattr(e, "size")}
+                for e in entries if isinstance(e, RepoFile)}
     except HfHubHTTPError as err:
         if err.response is not None and err.response.status_code == 404 and revision != "main":
             return {}  # a branch that does not exist yet
@@ -268,10 +269,12 @@ def verify_remote(out: Path, repo_id: str, *, revision: str = "main", full: bool
         details="\n".join(stale[:20]) + ("\nRerun the same command: the next commit deletes "
                                          "them." if stale else "")))
     if full:
+        def downloaded_sha256(name: str) -> str:
+            return with_retries(f"downloading {name}",
+                                lambda: _remote_sha256(repo_id, name, revision), policy, say)
+
         bad = [name for name, entry in manifest.files.items()
-               if name in remote and with_retries(
-                   f"downloading {name}", lambda n=name: _remote_sha256(repo_id, n, revision),
-                   policy, say) != entry["sha256"]]
+               if name in remote and downloaded_sha256(name) != entry["sha256"]]
         result.add(ValidationCheck(
             name="remote bytes hash to the manifest", expected=len(manifest.files),
             actual=len(manifest.files) - len(bad), passed=not bad,
@@ -301,7 +304,7 @@ def check_load(repo_id: str, split: str, image_columns: dict[str, bool],
         row = next(iter(ds))
         decoded = _first_image(row, image_columns)
         shape = tuple(decoded.shape) if decoded is not None else None
-    except Exception as err:  # the finding itself
+    except Exception as err:  # noqa: BLE001  (the failure is the finding)
         return ValidationCheck(name="load_dataset from the Hub", expected="first row decodes",
                                actual="failed", passed=False,
                                details=f"{type(err).__name__}: {str(err)[:300]}")

@@ -104,7 +104,7 @@ def _column_names(keys: list[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
     taken: Counter[str] = Counter()
     for key in sorted(keys, key=_natural_tuple):
         pipeline = key[0]
-        ents = dict(zip(_KIND_ENTITIES, key[1:]))
+        ents = dict(zip(_KIND_ENTITIES, key[1:], strict=True))
         parts = [ents[k] for k in _NAME_ORDER if ents[k]]
         if pipeline:
             parts.insert(0, pipeline.split("/")[-1])
@@ -131,7 +131,7 @@ def _entities_by_suffix(index: BidsIndex) -> dict[tuple[str | None, str], set[st
 def _column_args(key: tuple[str, ...], files: list[BidsFile],
                  seen: dict[tuple[str | None, str], set[str]], index: BidsIndex) -> dict[str, Any]:
     pipeline = key[0]
-    ents = dict(zip(_KIND_ENTITIES, key[1:]))
+    ents = dict(zip(_KIND_ENTITIES, key[1:], strict=True))
     args: dict[str, Any] = {}
     if pipeline:
         args["pipeline"] = pipeline

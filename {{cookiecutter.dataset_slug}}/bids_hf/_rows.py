@@ -390,7 +390,7 @@ def _split_rows(schema: Schema, rows: list[Row]) -> list[ValidationCheck]:
             if not _SPLIT_NAME.match(split):
                 raise SchemaError(f"Split name {split!r} must be letters, digits and _ only.")
             for s in subjects:
-                label = s[4:] if s.startswith("sub-") else s
+                label = s.removeprefix("sub-")
                 if label in assignment:
                     raise SchemaError(f"sub-{label} is listed in splits {assignment[label]!r} "
                                       f"and {split!r}.")

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import bids2table
 import datasets
 
-from ._index import NIFTI_EXTENSIONS, BidsFile
+from ._index import BidsFile
 
 RowLevel = Literal["subject", "session", "image"]
 ROW_LEVELS: tuple[str, ...] = ("subject", "session", "image")
@@ -312,19 +312,19 @@ class Schema:
             if not name.isidentifier():
                 raise SchemaError(f"Column name {name!r} must be a Python identifier (t1w, bold_rest).")
         object.__setattr__(self, "columns", normalized)
-        for table, cols in self.metadata_spec().items():
-            for col, spec in cols.items():
+        for table, meta_cols in self.metadata_spec().items():
+            for meta_col, spec in meta_cols.items():
                 if spec.dtype not in VALUE_TYPES:
                     raise SchemaError(
-                        f"Metadata column {col!r} of {table}: type {spec.dtype!r} is not one of "
+                        f"Metadata column {meta_col!r} of {table}: type {spec.dtype!r} is not one of "
                         f"{', '.join(VALUE_TYPES)}."
                     )
         clash = set(self.metadata_columns()) & set(self.reserved_names())
         if clash:
             raise SchemaError(
                 f"Metadata columns {sorted(clash)} clash with image or id columns; store them "
-                f"under another name, e.g. {sorted(clash)[0]!r}: meta('string', "
-                f"name='tsv_{sorted(clash)[0]}')."
+                f"under another name, e.g. {min(clash)!r}: meta('string', "
+                f"name='tsv_{min(clash)}')."
             )
         for config, names in self.configs.items():
             unknown = [n for n in names if n not in self.columns and n not in self.metadata_columns()]

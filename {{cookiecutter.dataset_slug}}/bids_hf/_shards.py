@@ -25,9 +25,8 @@ import json
 import mmap
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Iterable, Iterator
 import queue as queue_module
-import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,8 +37,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets.arrow_writer import ParquetWriter, get_parquet_column_options
 
-from ._plan import ShardPlan, ShardSpec
 from ._index import BidsFile
+from ._plan import ShardPlan, ShardSpec
 from ._rows import Row, RowSet, row_ids
 from ._util import fsync_dir, sha256_file
 
@@ -185,7 +184,7 @@ def _write_tmp(job: _Job, advance: ProgressFn | None) -> _Written:
     final = out / spec.name
     tmp = final.with_name(f".{final.name}.tmp")
     features = datasets.Features.from_dict(job.features)
-    by_index = dict(zip(spec.rows, job.rows))
+    by_index = dict(zip(spec.rows, job.rows, strict=True))
     root = Path(job.root)
     _record_path(out, spec).unlink(missing_ok=True)  # the old record no longer describes the file
     groups = [[by_index[i] for i in group] for group in spec.row_groups]

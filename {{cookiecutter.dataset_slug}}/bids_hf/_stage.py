@@ -18,13 +18,13 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from ._version import __version__
 from ._card import CardMeta, StagedStats, render_card
 from ._plan import ShardPlan
 from ._qc import write_qc_picture
 from ._rows import RowSet
 from ._shards import STATE_DIR, ShardRecord, build_shards
 from ._util import sha256_file
+from ._version import __version__
 
 MANIFEST = "manifest.json"
 _IDENTITY = "staging.json"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,7 @@ def write_nifti(path: Path, shape: tuple[int, ...] = (16, 16, 12), seed: int | N
     return path
 
 
-def write_tsv(path: Path, rows: list[Mapping[str, Any]]) -> Path:
+def write_tsv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(rows[0]) if rows else []
     lines = ["\t".join(columns)] + ["\t".join(str(r[c]) for c in columns) for r in rows]
@@ -207,8 +207,8 @@ def _from_glob(glob: str, folder: str, prefix: str, run: int | None) -> str:
         head = "/".join(p for p in (folder, head) if p)
     path = f"{head}/{concrete}"
     stripped = "/".join(p for p in path.split("/")
-                        if not (p.startswith("sub-") and "_" not in p or p.startswith("ses-")
-                                and "_" not in p))
+                        if not ((p.startswith("sub-") and "_" not in p) or (p.startswith("ses-")
+                                and "_" not in p)))
     if not fnmatch.fnmatchcase(stripped, glob):
         raise ValueError(f"Cannot make a file for glob {glob!r}; use an entity query for this "
                          "column or write the replica by hand.")

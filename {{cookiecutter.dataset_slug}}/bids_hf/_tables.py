@@ -125,4 +125,4 @@ def _table_rows(
 
 def _strip(value: str, prefix: str) -> str:
     value = value.strip()
-    return value[len(prefix):] if value.startswith(prefix) else value
+    return value.removeprefix(prefix)

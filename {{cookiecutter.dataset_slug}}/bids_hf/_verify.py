@@ -94,7 +94,7 @@ def _load_with_datasets(out: Path, rowset: RowSet) -> ValidationCheck:
                 images = value if is_list else ([value] if value is not None else [])
                 for img in images:
                     img.header.get_data_shape()  # decoded into a nibabel image
-        except Exception as err:  # any failure here is the finding itself
+        except Exception as err:  # noqa: BLE001  (the failure is the finding)
             problems.append(f"{split}: load_dataset failed: {type(err).__name__}: {err}")
     return ValidationCheck(
         name="datasets loads staged folder", expected="planned features",
@@ -129,17 +129,18 @@ def _embedded_bytes(out: Path, rowset: RowSet, plan: ShardPlan) -> ValidationChe
             for column, is_list in rowset.image_columns.items():
                 array = table.column(column).combine_chunks()
                 stored: dict[int, list[tuple[str, str]]] = {}
-                for pos, item in zip(_positions(array, is_list), _blobs(array, is_list)):
+                for pos, item in zip(_positions(array, is_list), _blobs(array, is_list),
+                                     strict=True):
                     stored.setdefault(pos, []).append(item)
                 for pos, i in enumerate(group):
                     row = rowset.rows[i]
                     planned = row.images.get(column, [])
-                    got = stored.get(pos, [])
-                    if [p for p, _ in got] != [f.path for f in planned]:
-                        problems.append(f"{row.key} {column}: stored {[p for p, _ in got]}, "
+                    items = stored.get(pos, [])
+                    if [p for p, _ in items] != [f.path for f in planned]:
+                        problems.append(f"{row.key} {column}: stored {[p for p, _ in items]}, "
                                         f"planned {[f.path for f in planned]}")
                         continue
-                    for (path, digest), src in zip(got, planned):
+                    for (path, digest), src in zip(items, planned, strict=True):
                         if src.path not in source_hashes:
                             source_hashes[src.path] = sha256_file(rowset.index.root / src.path)
                         if digest != source_hashes[src.path]:

@@ -14,9 +14,8 @@ import os
 from pathlib import Path
 
 import datasets
-import pytest
-
 import push
+import pytest
 from bids_hf import (
     Expected,
     Manifest,
