@@ -23,7 +23,7 @@ test: $(STAMP) lint
 # Lint everything; type-check the vendored core (what every generated repo runs).
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	cd "{{cookiecutter.dataset_slug}}" && ../$(BIN)/mypy bids_hf
+	$(BIN)/mypy "{{cookiecutter.dataset_slug}}/bids_hf"
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_build

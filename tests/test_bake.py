@@ -19,8 +19,7 @@ CORE_FILES = sorted(p.name for p in CORE.glob("*.py"))
 
 
 def repo_files(repo: Path) -> set[str]:
-    return {p.relative_to(repo).as_posix() for p in repo.rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts}
+    return {p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file()}
 
 
 def expected_files(module: str) -> set[str]:
