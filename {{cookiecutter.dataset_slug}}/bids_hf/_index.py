@@ -23,6 +23,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -110,13 +111,9 @@ class BidsIndex:
     def file(self, path: str) -> BidsFile | None:
         return self._by_path.get(path)
 
-    @property
+    @cached_property
     def _by_path(self) -> dict[str, BidsFile]:
-        cached: dict[str, BidsFile] | None = self.__dict__.get("_by_path_cache")
-        if cached is None:
-            cached = {f.path: f for f in self.files}
-            self.__dict__["_by_path_cache"] = cached
-        return cached
+        return {f.path: f for f in self.files}
 
     # -- sidecars and companions --------------------------------------------------------
     def inherited(self, file: BidsFile, extension: str) -> list[Path]:

@@ -139,8 +139,8 @@ def assemble_rows(index: BidsIndex, schema: Schema) -> RowSet:
             passed=not missing_companions, details="\n".join(missing_companions[:20]),
         ))
     claimed = {path: names[0] for path, names in claimed_by.items()}
-    checks += _coverage_checks(schema, index, claims, claimed_by)
     unclaimed = [p for p in index.nifti_on_disk if p not in claimed]
+    checks += _coverage_checks(schema, index, claims, claimed_by, unclaimed)
     features = _features(schema, columns, keep)
     return RowSet(
         schema=schema, index=index, rows=rows, features=features,
@@ -411,10 +411,9 @@ def _split_rows(schema: Schema, rows: list[Row]) -> list[ValidationCheck]:
 
 def _coverage_checks(
     schema: Schema, index: BidsIndex, claims: dict[str, list[BidsFile]],
-    claimed_by: dict[str, list[str]],
+    claimed_by: dict[str, list[str]], unclaimed: list[str],
 ) -> list[ValidationCheck]:
     checks: list[ValidationCheck] = []
-    unclaimed = [p for p in index.nifti_on_disk if p not in claimed_by]
     outside = [p for p in unclaimed if index.file(p) is None]
     loose = [p for p in unclaimed if (f := index.file(p)) is not None and not f.bids_named]
     details = ""

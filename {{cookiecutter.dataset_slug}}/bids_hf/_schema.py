@@ -28,7 +28,6 @@ from functools import cache
 from typing import Any, Literal
 
 import bids2table
-import datasets
 
 from ._index import BidsFile
 
@@ -381,10 +380,6 @@ class Schema:
             },
             sort_keys=True,
         )
-
-
-def value_feature(dtype: str) -> datasets.Value:
-    return datasets.Value(dtype)
 
 
 def as_schema(obj: Schema | Mapping[str, Any]) -> Schema:
