@@ -42,13 +42,36 @@ Endpoints
 ``POST /api/validate-yaml``, ``GET /api/{type}s/{repo}[/revision/{rev}]`` (``?blobs=true``),
 ``GET /api/{type}s/{repo}/tree/{rev}[/{path}]`` (``?recursive=&expand=``),
 ``POST /api/{type}s/{repo}/paths-info/{rev}``, ``POST .../preupload/{rev}``,
-``POST .../commit/{rev}``, ``GET .../commits/{rev}``, ``GET .../refs``,
+``POST .../commit/{rev}`` (``?create_pr=1``), ``GET .../commits/{rev}``,
+``GET .../refs`` (``?include_prs=1``), ``POST|DELETE .../branch/{branch}``,
 ``POST /{prefix}{repo}.git/info/lfs/objects/batch`` and ``.../verify``,
 ``PUT /_lfs/upload/{oid}`` (signed), ``GET|HEAD /{prefix}{repo}/resolve/{rev}/{path}``
 (with Range). Test-only: ``GET|POST|DELETE /_admin/faults``, ``GET /_admin/stats``,
 ``POST /_admin/reset-stats``, ``GET /_admin/requests``, ``POST /_admin/corrupt``,
 ``POST /_admin/remove-file``. Anything else answers 404, which the clients tolerate where
 they probe optional files (``datasets`` asks for ``{name}.py``, ``.huggingface.yaml``...).
+
+Branches and pull requests
+--------------------------
+Every ``{rev}`` that is read (repo info, tree, paths-info, commits, preupload, resolve) is a
+branch name, a pull request's ``refs/pr/N`` or a commit id (full, or >= 7 hex chars).
+The clients quote revisions with ``safe=""``, so ``refs/pr/1`` arrives as ``refs%2Fpr%2F1``;
+an unquoted ``refs/pr/1`` in a path is not recognised.
+
+* ``create_branch`` posts ``{"startingPoint": rev}`` (or ``{}``: main's head) to
+  ``.../branch/{branch}``; an existing name answers 409, which ``exist_ok=True`` swallows.
+  ``refs/...`` and other invalid names answer 400. ``delete_branch`` sends ``DELETE`` there
+  (main: 403; unknown: 404 RevisionNotFound).
+* ``create_commit(revision=branch)`` commits to that branch; an open PR's ``refs/pr/N`` can
+  be committed to as well, as on the Hub. Anything else answers 404 RevisionNotFound.
+* ``create_commit(create_pr=True)`` adds ``?create_pr=1`` to preupload and commit. The commit
+  opens PR number N (1, 2... per repo) against the branch in ``{rev}``, applies the operations
+  on the branch head (or on ``parentCommit``) and moves ``refs/pr/N`` to the result; the
+  branch is untouched. The reply's ``pullRequestUrl`` (``.../discussions/N``) is what
+  ``CommitInfo`` parses into ``pr_url``, ``pr_revision`` ("refs/pr/N") and ``pr_num``.
+  ``{rev}`` must be a branch (else 404 RevisionNotFound).
+* ``list_repo_refs`` sends ``?include_prs=1`` for ``include_pull_requests=True``; PRs are
+  listed as ``{"name": "refs/pr/N", "ref": "refs/pr/N", "targetCommit": sha}``.
 
 What follows the Hub and what is simplified
 -------------------------------------------
@@ -74,8 +97,13 @@ Simplified, on purpose:
   data suffix (parquet, arrow, nii.gz...) or the 512-byte sample has a NUL byte. The
   ``.gitattributes`` file is not parsed, ``.gitignore`` is ignored (``shouldIgnore`` is always
   false) and README metadata is not schema-validated.
-* Commit ids are random sha1s, not git objects. Only the ``main`` branch; no PRs, tags,
-  gating, Xet, multipart LFS, pagination, or dataset-viewer (``datasets-server``) API.
+* Commit ids are random sha1s, not git objects. Branches hold no protection rules; a deleted
+  branch's commits stay reachable by id.
+* Pull requests are refs only: no discussions API (the ``pullRequestUrl`` is not served),
+  no comments, status changes or merging; every PR stays open and accepts commits. Their
+  numbers do not count discussions, as the Hub's do.
+* No tags, ``refs/convert/...``, gating, Xet, multipart LFS, pagination, or dataset-viewer
+  (``datasets-server``) API.
 
 Test helpers (not part of the Hub): fault injection (``server.faults``), per-repo counters
 (``server.stats(...)``), a request log, server-side corruption and removal of files.
@@ -134,6 +162,7 @@ MAX_BUFFERED_BODY = 1024**3  # JSON/NDJSON bodies are read in memory (Hub commit
 ROUTE_METHODS = {
     "whoami": {"GET"}, "validate_yaml": {"POST"}, "repo_create": {"POST"},
     "repo_delete": {"DELETE"}, "repo_info": {"GET"}, "refs": {"GET"}, "commits": {"GET"},
+    "branch": {"POST", "DELETE"},
     "tree": {"GET"}, "paths_info": {"POST"}, "preupload": {"POST"}, "commit": {"POST"},
     "lfs_batch": {"POST"}, "lfs_verify": {"POST"}, "lfs_upload": {"PUT"},
     "resolve": {"GET", "HEAD"}, "admin": {"GET", "POST", "DELETE"},
@@ -185,7 +214,9 @@ class Fault:
 
     * "status": answer ``status`` (and ``Retry-After: retry_after`` if set), skip handling.
     * "drop": reset the connection after ``after_bytes`` bytes of the request body when the
-      request has one (an upload), else of the response body (a download).
+      request has one (an upload), else of the response body (a download). With
+      ``on_response=True``, always of the response body: the request was handled (a commit
+      landed) but the client never gets the answer, as when a reply is lost in transit.
     * "delay": sleep ``seconds`` first; combines with the other kinds.
     """
 
@@ -196,6 +227,7 @@ class Fault:
     status: int = 503
     retry_after: int | None = None
     after_bytes: int = 0
+    on_response: bool = False
     seconds: float = 0.0
     hits: int = 0
 
@@ -217,7 +249,8 @@ class FaultSet:
         self._lock = threading.Lock()
 
     def add(self, kind: str, **options: Any) -> Fault:
-        """``options``: path, method, times, status, retry_after, after_bytes, seconds."""
+        """``options``: path, method, times, status, retry_after, after_bytes, on_response,
+        seconds."""
         fault = Fault(kind, **options)
         with self._lock:
             self._faults.append(fault)
@@ -245,8 +278,19 @@ class FaultSet:
 
 
 # --------------------------------------------------------------------------------------------
-# Storage: content-addressed objects + one JSON document per repo (refs and commits)
+# Storage: content-addressed objects + one JSON document per repo (refs, commits and PRs)
 # --------------------------------------------------------------------------------------------
+
+
+PR_REF = re.compile(r"refs/pr/([1-9][0-9]*)")
+
+
+def valid_branch_name(name: str) -> bool:
+    """A subset of git's ref-name rules; ``refs/...`` names are the Hub's own (PRs, converts)."""
+    return (re.fullmatch(r"[A-Za-z0-9._/-]+", name) is not None
+            and not name.startswith(("refs/", "/", "-", "."))
+            and not name.endswith(("/", ".", ".lock"))
+            and ".." not in name and "//" not in name and "/." not in name)
 
 
 @dataclass
@@ -256,12 +300,20 @@ class Repo:
     private: bool
     owner: str
     created_at: str
+    # Heads by ref name: branches ("main") and pull requests ("refs/pr/1"), which branch
+    # names cannot clash with (valid_branch_name refuses "refs/...").
     refs: dict[str, str] = field(default_factory=dict)
     # Each commit keeps a full snapshot of the files (path -> FileEntry): tiny, and simple.
     commits: dict[str, Commit] = field(default_factory=dict)
+    # Pull requests by number (a string: JSON keys): {"num", "target", "title", "author",
+    # "createdAt", "status"}. Their heads live in ``refs`` as "refs/pr/{num}".
+    pulls: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def head(self, branch: str = "main") -> Commit:
-        return self.commits[self.refs[branch]]
+    def head(self, ref: str = "main") -> Commit:
+        return self.commits[self.refs[ref]]
+
+    def branches(self) -> dict[str, str]:
+        return {name: sha for name, sha in self.refs.items() if not name.startswith("refs/")}
 
 
 class Store:
@@ -333,22 +385,24 @@ class Store:
         (self.repos_dir / repo.repo_type / f"{repo.repo_id}.json").unlink(missing_ok=True)
 
     def commit(
-        self, repo: Repo, branch: str, files: dict[str, FileEntry], title: str, message: str,
-        user: str,
+        self, repo: Repo, ref: str, files: dict[str, FileEntry], title: str, message: str,
+        user: str, parent: str | None = None,
     ) -> str:
-        parent = repo.refs.get(branch)
+        """A new commit on ``ref`` (a branch or "refs/pr/N"), child of ``parent`` (default:
+        the ref's head), saved with the ref moved to it."""
+        parent = parent or repo.refs.get(ref)
         seed = json.dumps([parent, sorted(files), title, time.time_ns(), secrets.token_hex(4)])
         sha = hashlib.sha1(seed.encode()).hexdigest()
         repo.commits[sha] = {
             "id": sha, "parents": [parent] if parent else [], "title": title,
             "message": message, "date": now_iso(), "authors": [user], "files": files,
         }
-        repo.refs[branch] = sha
+        repo.refs[ref] = sha
         self.save(repo)
         return sha
 
     def resolve(self, repo: Repo, revision: str) -> Commit:
-        """Branch name or (abbreviated, >= 7 chars) commit id -> commit."""
+        """Branch name, "refs/pr/N" or (abbreviated, >= 7 chars) commit id -> commit."""
         if revision in repo.refs:
             return repo.commits[repo.refs[revision]]
         if re.fullmatch(r"[0-9a-f]{7,40}", revision):
@@ -424,6 +478,8 @@ def parse_route(raw_path: str) -> Route:
             return Route(action[0].replace("-", "_"), repo_type, repo_id, args[0])
         if action == ["refs"] and not args:
             return Route("refs", repo_type, repo_id)
+        if action == ["branch"] and len(args) == 1:
+            return Route("branch", repo_type, repo_id, args[0])
         return Route("unknown")
     # /{prefix}{ns}/{name}.git/info/lfs/objects/{batch,verify} and
     # /{prefix}{ns}/{name}/resolve/{rev}/{path}: models have no prefix.
@@ -688,9 +744,39 @@ class Hub:
 
     def do_refs(self, req: Request) -> Reply:
         repo = self.readable_repo(req)
-        branches = [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": sha}
-                    for b, sha in repo.refs.items()]
-        return json_reply({"branches": branches, "converts": [], "tags": []})
+        with self.store.lock:
+            branches = [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": sha}
+                        for b, sha in repo.branches().items()]
+            out: dict[str, Any] = {"branches": branches, "converts": [], "tags": []}
+            if req.flag("include_prs"):  # list_repo_refs(include_pull_requests=True)
+                out["pullRequests"] = [
+                    {"name": ref, "ref": ref, "targetCommit": repo.refs[ref]}
+                    for ref in (f"refs/pr/{n}" for n in sorted(repo.pulls, key=int))]
+        return json_reply(out)
+
+    def do_branch(self, req: Request) -> Reply:
+        repo, _ = self.writable_repo(req)
+        name = req.route.revision or ""
+        if req.method == "DELETE":
+            with self.store.lock:
+                if name not in repo.branches():
+                    raise HubError(404, f"Invalid rev id: {name}", "RevisionNotFound")
+                if name == "main":
+                    raise HubError(403, "The default branch cannot be deleted")
+                del repo.refs[name]  # its commits stay reachable by id, as in git until gc
+                self.store.save(repo)
+            return Reply()
+        payload = req.json()  # create_branch always posts a JSON object, maybe empty
+        if not valid_branch_name(name):
+            raise HubError(400, f"Invalid reference for a branch: {name}")
+        with self.store.lock:
+            start = self.store.resolve(repo, str(payload.get("startingPoint") or "main"))
+            if name in repo.refs:
+                # create_branch(exist_ok=True) swallows exactly this 409.
+                raise HubError(409, f"Reference already exists: refs/heads/{name}")
+            repo.refs[name] = start["id"]
+            self.store.save(repo)
+        return Reply()
 
     def do_commits(self, req: Request) -> Reply:
         repo = self.readable_repo(req)
@@ -770,10 +856,15 @@ class Hub:
 
     # upload -------------------------------------------------------------------------------
     @staticmethod
-    def _branch(repo: Repo, revision: str | None) -> str:
-        if (revision or "main") not in repo.refs:
-            raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
-        return revision or "main"
+    def _writable_ref(repo: Repo, revision: str | None, create_pr: bool = False) -> str:
+        """The ref a commit goes to: a branch, or an open pull request's "refs/pr/N"; with
+        ``create_pr`` the branch the new pull request targets (a PR cannot target a PR)."""
+        ref = revision or "main"
+        pr = PR_REF.fullmatch(ref)
+        if ref in repo.branches() or (pr and not create_pr and pr[1] in repo.pulls
+                                       and repo.pulls[pr[1]]["status"] == "open"):
+            return ref
+        raise HubError(404, f"Invalid rev id: {ref}", "RevisionNotFound")
 
     def upload_mode(self, path: str, size: int, sample: bytes) -> str:
         is_data = path.lower().endswith(LFS_SUFFIXES) or b"\0" in sample
@@ -783,7 +874,8 @@ class Hub:
         repo, _ = self.writable_repo(req)
         payload = req.json()
         with self.store.lock:
-            head = repo.head(self._branch(repo, req.route.revision))
+            # Only reports modes and current oids: any revision reads; commit checks the ref.
+            head = self.store.resolve(repo, req.route.revision or "main")
         out = []
         for f in payload.get("files", []):
             sample = base64.b64decode(f.get("sample", ""))
@@ -795,6 +887,9 @@ class Hub:
             out.append({"path": f["path"], "uploadMode": mode, "shouldIgnore": False, "oid": oid})
         return json_reply({"files": out, "commitOid": head["id"]})
 
+    def repo_url(self, repo: Repo) -> str:
+        return f"{self.base_url}/{URL_PREFIX[repo.repo_type]}{repo.repo_id}"
+
     def _sign(self, *parts: str) -> str:
         return hmac.new(self._secret, ":".join(parts).encode(), hashlib.sha256).hexdigest()
 
@@ -805,7 +900,7 @@ class Hub:
             raise HubError(400, "Only the 'upload' operation is supported")
         if "basic" not in payload.get("transfers", ["basic"]):
             raise HubError(400, "Only the 'basic' transfer is supported")
-        repo_url = f"{self.base_url}/{URL_PREFIX[repo.repo_type]}{repo.repo_id}"
+        repo_url = self.repo_url(repo)
         objects = []
         for obj in payload.get("objects", []):
             oid, size = str(obj.get("oid", "")), obj.get("size")
@@ -902,30 +997,44 @@ class Hub:
         return 0
 
     def do_commit(self, req: Request) -> Reply:
+        """A commit on a branch or an open PR; with ``?create_pr=1`` (how huggingface_hub
+        says it) a new PR against the branch, based on its head or on ``parentCommit``."""
         repo, user = self.writable_repo(req)
-        if req.flag("create_pr"):
-            raise HubError(400, "Pull requests are not supported by this test server")
+        create_pr = req.flag("create_pr")
         lines = [json.loads(line) for line in req.body.read_all().splitlines() if line.strip()]
         header = next((item["value"] for item in lines if item.get("key") == "header"), {})
         if not header.get("summary"):
             raise HubError(400, "Missing commit header with a summary")
+        wanted_parent = header.get("parentCommit")
         with self.store.lock:
-            branch = self._branch(repo, req.route.revision)
-            parent = repo.refs[branch]
-            if header.get("parentCommit") and not parent.startswith(header["parentCommit"]):
+            ref = self._writable_ref(repo, req.route.revision, create_pr)
+            parent = repo.refs[ref]
+            if create_pr and wanted_parent:  # the PR starts from that commit
+                parent = self.store.resolve(repo, wanted_parent)["id"]
+            elif wanted_parent and not parent.startswith(wanted_parent):
                 raise HubError(412, "A commit has happened since the given parent commit")
             files = dict(repo.commits[parent]["files"])
             regular_bytes = sum(self._apply(files, item.get("key"), item.get("value", {}))
                                 for item in lines if item.get("key") != "header")
             if clash := all_dirs(files) & files.keys():
                 raise HubError(400, f"Paths used both as file and folder: {sorted(clash)}")
-            sha = self.store.commit(repo, branch, files, header["summary"],
-                                    header.get("description", ""), user)
+            pr_url = None
+            if create_pr:
+                # Numbered per repo from 1 (on the Hub, PRs share numbers with discussions).
+                num = str(max(map(int, repo.pulls), default=0) + 1)
+                repo.pulls[num] = {"num": int(num), "target": ref, "title": header["summary"],
+                                   "author": user, "createdAt": now_iso(), "status": "open"}
+                ref = f"refs/pr/{num}"
+                pr_url = f"{self.repo_url(repo)}/discussions/{num}"
+            # One save holds the new PR (if any), the commit and the moved ref.
+            sha = self.store.commit(repo, ref, files, header["summary"],
+                                    header.get("description", ""), user, parent)
         self.count(repo.repo_type, repo.repo_id, "commits")
         self.count(repo.repo_type, repo.repo_id, "regular_bytes_committed", regular_bytes)
-        url = f"{self.base_url}/{URL_PREFIX[repo.repo_type]}{repo.repo_id}/commit/{sha}"
-        return json_reply({"success": True, "commitOid": sha, "commitUrl": url,
-                           "hookOutput": "", "pullRequestUrl": None})
+        # CommitInfo derives pr_revision ("refs/pr/N") and pr_num from pullRequestUrl.
+        return json_reply({"success": True, "commitOid": sha,
+                           "commitUrl": f"{self.repo_url(repo)}/commit/{sha}",
+                           "hookOutput": "", "pullRequestUrl": pr_url})
 
     # download -----------------------------------------------------------------------------
     def do_resolve(self, req: Request) -> Reply:
@@ -994,11 +1103,13 @@ class Hub:
     def remove_file(
         self, repo_id: str, path: str, repo_type: str = "dataset", branch: str = "main"
     ) -> str:
-        """Delete ``path`` with a server-side commit (as if someone removed it); its id."""
+        """Delete ``path`` with a server-side commit (as if someone removed it); its id.
+        ``branch`` may also be an open PR's "refs/pr/N"."""
         self._entry_of(repo_id, path, repo_type, branch)
         repo = self.store.get(repo_type, repo_id)
         assert repo is not None
         with self.store.lock:
+            branch = self._writable_ref(repo, branch)
             files = {p: e for p, e in repo.head(branch)["files"].items() if p != path}
             return self.store.commit(repo, branch, files, f"Delete {path}", "", repo.owner)
 
@@ -1085,9 +1196,9 @@ class _Handler(BaseHTTPRequestHandler):
                     retry = {} if after is None else {"Retry-After": str(after)}
                     message = f"Injected fault: HTTP {fault.status}"
                     raise HubError(fault.status, message, headers=retry)
-                elif body.present:  # "drop" on an upload: cut while receiving
+                elif body.present and not fault.on_response:  # an upload: cut while receiving
                     self._receive_then_drop(body, fault.after_bytes, route, query)
-                else:  # "drop" on a download: cut while sending
+                else:  # a download, or a lost reply: cut while sending
                     drop_after = fault.after_bytes
             reply = hub.handle(Request(method, route, query, self.headers, body))
         except _Abort:

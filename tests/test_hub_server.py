@@ -15,9 +15,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hub_fixtures import HTTPX2_UPLOAD_WARNING, HubEnv
-from hub_server import HubAdminClient, HubServer
-from huggingface_hub import HfApi, HfFileSystem, hf_hub_download, hf_hub_url
-from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+from hub_server import HubAdminClient, HubServer, Store
+from huggingface_hub import (
+    CommitOperationAdd,
+    GitRefInfo,
+    HfApi,
+    HfFileSystem,
+    hf_hub_download,
+    hf_hub_url,
+)
+from huggingface_hub.errors import (
+    BadRequestError,
+    HfHubHTTPError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 
 REPO = "test-org/bids-demo"
 PARQUET = "data/train-00000-of-00001.parquet"
@@ -188,6 +200,21 @@ def test_connection_dropped_on_commit_then_rerun_completes(
     assert "upload_bytes_received" not in stats  # nothing re-sent
 
 
+def test_lost_commit_reply_the_commit_landed(
+    hub_server: HubServer, hub_env: HubEnv, folder: Path
+) -> None:
+    api = HfApi()
+    api.create_repo(REPO, repo_type="dataset")
+    hub_server.faults.add("drop", on_response=True, method="POST", path=r"/commit/")
+    with pytest.raises(httpx2.TransportError):
+        upload(folder)
+    # Handled, then cut: the client saw an error, yet the commit is on the Hub.
+    assert ("POST", "commit", "dropped") in routes(hub_server)
+    assert api.list_repo_files(REPO, repo_type="dataset") == [".gitattributes", "README.md",
+                                                              PARQUET]
+    assert hub_server.stats(REPO)["commits"] == 1
+
+
 def test_wrong_token_gives_401_without_leaking_it(
     hub_server: HubServer, hub_env: HubEnv, folder: Path
 ) -> None:
@@ -224,6 +251,108 @@ def test_load_dataset_regular_and_streaming(
     streamed = list(datasets.load_dataset(REPO, split="train", streaming=True))
     assert streamed == expected
     assert ("GET", "resolve", 206) in routes(hub_server)  # parquet read through Range requests
+
+
+def test_branches_create_upload_list_and_delete(
+    hub_server: HubServer, hub_env: HubEnv, folder: Path
+) -> None:
+    api = HfApi()
+    api.create_repo(REPO, repo_type="dataset")
+    main_sha = api.dataset_info(REPO).sha
+    api.create_branch(REPO, repo_type="dataset", branch="staging")
+    api.create_branch(REPO, repo_type="dataset", branch="staging", exist_ok=True)
+    with pytest.raises(HfHubHTTPError) as exc:
+        api.create_branch(REPO, repo_type="dataset", branch="staging")
+    assert exc.value.response.status_code == 409
+    with pytest.raises(BadRequestError):  # the Hub's own namespace
+        api.create_branch(REPO, repo_type="dataset", branch="refs/pr/5")
+
+    api.upload_folder(repo_id=REPO, repo_type="dataset", folder_path=folder, revision="staging")
+
+    assert api.list_repo_files(REPO, repo_type="dataset") == [".gitattributes"]
+    staged = api.list_repo_files(REPO, repo_type="dataset", revision="staging")
+    assert staged == [".gitattributes", "README.md", PARQUET]
+    staging_sha = api.dataset_info(REPO, revision="staging").sha
+    assert staging_sha != main_sha == api.dataset_info(REPO).sha
+    commits = api.list_repo_commits(REPO, repo_type="dataset", revision="staging")
+    assert [c.commit_id for c in commits] == [staging_sha, main_sha]
+    refs = api.list_repo_refs(REPO, repo_type="dataset")
+    assert {(b.name, b.ref, b.target_commit) for b in refs.branches} == {
+        ("main", "refs/heads/main", main_sha), ("staging", "refs/heads/staging", staging_sha)}
+    local = hf_hub_download(REPO, PARQUET, repo_type="dataset", revision="staging")
+    assert Path(local).read_bytes() == (folder / PARQUET).read_bytes()
+    with pytest.raises(HfHubHTTPError) as exc:  # not on main
+        hf_hub_download(REPO, PARQUET, repo_type="dataset")
+    assert exc.value.response.status_code == 404
+
+    # From a commit id; a slash in the name travels quoted.
+    api.create_branch(REPO, repo_type="dataset", branch="old/base", revision=main_sha)
+    assert api.list_repo_files(REPO, repo_type="dataset", revision="old/base") == [".gitattributes"]
+    api.delete_branch(REPO, repo_type="dataset", branch="old/base")
+    with pytest.raises(RevisionNotFoundError):
+        api.list_repo_files(REPO, repo_type="dataset", revision="old/base")
+    with pytest.raises(RevisionNotFoundError):  # commits never create branches
+        api.upload_folder(repo_id=REPO, repo_type="dataset", folder_path=folder, revision="nope")
+    with pytest.raises(HfHubHTTPError) as exc:
+        api.delete_branch(REPO, repo_type="dataset", branch="main")
+    assert exc.value.response.status_code == 403
+
+
+def test_pull_requests_are_refs_based_on_their_target_branch(
+    hub_server: HubServer, hub_env: HubEnv, folder: Path
+) -> None:
+    api = HfApi()
+    api.create_repo(REPO, repo_type="dataset")
+    api.upload_file(path_or_fileobj=folder / "README.md", path_in_repo="README.md",
+                    repo_id=REPO, repo_type="dataset")
+    main_sha = api.dataset_info(REPO).sha
+
+    pr = api.create_commit(REPO, [CommitOperationAdd(PARQUET, folder / PARQUET)],
+                           commit_message="Add a shard", repo_type="dataset", create_pr=True)
+
+    assert (pr.pr_revision, pr.pr_num) == ("refs/pr/1", 1)
+    assert pr.pr_url == f"{hub_env.url}/datasets/{REPO}/discussions/1"
+    assert pr.repo_url.repo_id == REPO
+    assert api.dataset_info(REPO).sha == main_sha  # main is untouched
+    assert PARQUET not in api.list_repo_files(REPO, repo_type="dataset")
+    in_pr = api.list_repo_files(REPO, repo_type="dataset", revision=pr.pr_revision)
+    assert in_pr == [".gitattributes", "README.md", PARQUET]  # based on main's head
+    assert api.dataset_info(REPO, revision=pr.pr_revision).sha == pr.oid
+    info = api.get_paths_info(REPO, [PARQUET], repo_type="dataset", revision=pr.pr_revision)
+    assert info[0].lfs is not None and info[0].lfs.sha256 == sha256(folder / PARQUET)
+    hub_server.reset_stats()
+    local = hf_hub_download(REPO, PARQUET, repo_type="dataset", revision=pr.pr_revision)
+    assert Path(local).read_bytes() == (folder / PARQUET).read_bytes()
+    assert any("/resolve/refs%2Fpr%2F1/" in r["path"] for r in hub_server.requests())
+    chunk = HfFileSystem().cat_file(f"datasets/{REPO}@refs/pr/1/{PARQUET}", start=10, end=30)
+    assert chunk == (folder / PARQUET).read_bytes()[10:30]
+
+    refs = api.list_repo_refs(REPO, repo_type="dataset", include_pull_requests=True)
+    assert [b.name for b in refs.branches] == ["main"]
+    assert refs.pull_requests == [GitRefInfo("refs/pr/1", "refs/pr/1", pr.oid)]
+    assert api.list_repo_refs(REPO, repo_type="dataset").pull_requests is None
+
+    # More commits on the open PR; a second PR against another branch gets number 2.
+    api.upload_file(path_or_fileobj=b"notes", path_in_repo="notes.txt", repo_id=REPO,
+                    repo_type="dataset", revision="refs/pr/1")
+    assert "notes.txt" in api.list_repo_files(REPO, repo_type="dataset", revision="refs/pr/1")
+    api.create_branch(REPO, repo_type="dataset", branch="staging")
+    second = api.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=REPO,
+                             repo_type="dataset", revision="staging", create_pr=True)
+    assert second.pr_revision == "refs/pr/2"
+    assert api.list_repo_files(REPO, repo_type="dataset", revision="refs/pr/2") == [
+        ".gitattributes", "README.md", "x.txt"]
+    assert "x.txt" not in api.list_repo_files(REPO, repo_type="dataset", revision="staging")
+    with pytest.raises(RevisionNotFoundError):  # a PR targets a branch, not a commit
+        api.upload_file(path_or_fileobj=b"y", path_in_repo="y.txt", repo_id=REPO,
+                        repo_type="dataset", revision=main_sha, create_pr=True)
+
+    # Refs, PRs and their numbering survive a restart (they are on disk).
+    live, reloaded = (store.get("dataset", REPO)
+                      for store in (hub_server.hub.store, Store(hub_server.hub.store.root)))
+    assert live is not None and reloaded is not None
+    assert (reloaded.refs, reloaded.pulls) == (live.refs, live.pulls)
+    assert sorted(reloaded.pulls) == ["1", "2"]
 
 
 def test_delay_fault(hub_server: HubServer, hub_env: HubEnv) -> None:

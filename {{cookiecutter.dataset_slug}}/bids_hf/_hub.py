@@ -37,7 +37,7 @@ from huggingface_hub.utils import build_hf_headers, get_session
 
 from ._shards import STATE_DIR
 from ._stage import Manifest
-from ._util import sha256_file
+from ._util import natural_key, sha256_file
 from ._validate import ValidationCheck, ValidationResult
 
 VERIFIED = "verified.json"
@@ -127,8 +127,9 @@ def _explain(what: str, status: int | None, err: HfHubHTTPError) -> str:
         return (f"{what}: the token may not write there (HTTP 403{server}). Use a token with "
                 "write access to that user or organisation.")
     if status == 404:
-        return (f"{what}: not found (HTTP 404{server}). Check the repo id (ORG/NAME) and that "
-                "the organisation exists and the token belongs to one of its members.")
+        return (f"{what}: not found (HTTP 404{server}). Check the repo id (ORG/NAME), the "
+                "--revision, and that the organisation exists and the token belongs to one "
+                "of its members.")
     return f"{what}: HTTP {status}{server}."
 
 
@@ -174,6 +175,62 @@ def publish(out: Path, repo_id: str, *, private: bool = True, revision: str = "m
             repo_id, repo_type="dataset", branch=revision, exist_ok=True), policy, say)
     remote = with_retries("listing the repo", lambda: _remote_files(api, repo_id, revision),
                           policy, say)
+    plan = _changes(out, manifest, remote)
+    result = PublishResult(repo_id=repo_id, url=str(repo), private=bool(info.private),
+                           commit=None, revision=revision, uploaded=plan.uploaded,
+                           unchanged=plan.unchanged, deleted=plan.deleted)
+    if create_pr:
+        found = with_retries("reading pull requests", lambda: _matching_pull_request(
+            api, repo_id, out, manifest), policy, say)
+        if found is not None:
+            say(f"pull request {found[0]} already holds exactly this upload; not opening another")
+            result.revision, result.commit = found
+            result.uploaded, result.deleted = [], []
+            return result
+    if not plan.operations:
+        return result
+    say(f"uploading {len(plan.uploaded)} file(s) ({_size(out, plan.uploaded) / 1e9:.2f} GB), "
+        f"deleting {len(plan.deleted)} stale file(s), {len(plan.unchanged)} already on the Hub")
+    message = (f"Publish {manifest.dataset}: {len(manifest.shards)} shard(s), "
+               f"plan {manifest.plan_fingerprint[:12]}")
+    attempts = 0
+
+    def commit() -> tuple[str | None, str]:
+        """One commit attempt. After a failed one, first find out whether it landed anyway
+        (a reply lost after the Hub applied it): replaying it would open a second pull
+        request, or delete files that are already gone (a 404 that would abort the run)."""
+        nonlocal attempts
+        attempts += 1
+        operations = plan.operations
+        if attempts > 1:
+            if create_pr:
+                found = _matching_pull_request(api, repo_id, out, manifest)
+                if found is not None:
+                    return found[1], found[0]
+            else:
+                now = _changes(out, manifest, _remote_files(api, repo_id, revision))
+                if not now.operations:
+                    return api.dataset_info(repo_id, revision=revision).sha, revision
+                operations = now.operations  # fresh objects: preupload runs again
+        done = api.create_commit(repo_id, operations, repo_type="dataset", revision=revision,
+                                 create_pr=create_pr, commit_message=message)
+        return done.oid, done.pr_revision or revision
+
+    result.commit, result.revision = with_retries("committing", commit, policy, say)
+    return result
+
+
+@dataclass
+class _Changes:
+    """What one commit must do to make the Hub match the manifest."""
+
+    operations: list[Any]
+    uploaded: list[str]
+    unchanged: list[str]
+    deleted: list[str]
+
+
+def _changes(out: Path, manifest: Manifest, remote: dict[str, RemoteFile]) -> _Changes:
     uploaded, unchanged = [], []
     operations: list[Any] = []
     for name, entry in manifest.files.items():
@@ -184,20 +241,18 @@ def publish(out: Path, repo_id: str, *, private: bool = True, revision: str = "m
             operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=out / name))
     deleted = sorted(p for p in remote if p.startswith("data/") and p not in manifest.files)
     operations += [CommitOperationDelete(path_in_repo=p) for p in deleted]
-    commit, landed = None, revision
-    if operations:
-        say(f"uploading {len(uploaded)} file(s) "
-            f"({_size(out, uploaded) / 1e9:.2f} GB), deleting {len(deleted)} stale file(s), "
-            f"{len(unchanged)} already on the Hub")
-        info_commit = with_retries("committing", lambda: api.create_commit(
-            repo_id, operations, repo_type="dataset", revision=revision, create_pr=create_pr,
-            commit_message=f"Publish {manifest.dataset}: {len(manifest.shards)} shard(s), "
-                           f"plan {manifest.plan_fingerprint[:12]}"), policy, say)
-        commit = info_commit.oid
-        landed = info_commit.pr_revision or revision
-    return PublishResult(repo_id=repo_id, url=str(repo), private=bool(info.private),
-                         commit=commit, revision=landed, uploaded=uploaded, unchanged=unchanged,
-                         deleted=deleted)
+    return _Changes(operations, uploaded, unchanged, deleted)
+
+
+def _matching_pull_request(api: HfApi, repo_id: str, out: Path, manifest: Manifest,
+                           newest: int = 20) -> tuple[str, str] | None:
+    """(ref, head commit) of an open pull request that already holds exactly the manifest."""
+    refs = api.list_repo_refs(repo_id, repo_type="dataset", include_pull_requests=True)
+    pulls = sorted(refs.pull_requests or [], key=lambda r: natural_key(r.ref), reverse=True)
+    for pull in pulls[:newest]:
+        if not _changes(out, manifest, _remote_files(api, repo_id, pull.ref)).operations:
+            return pull.ref, pull.target_commit
+    return None
 
 
 def _size(out: Path, names: list[str]) -> int:
