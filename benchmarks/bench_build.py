@@ -55,23 +55,13 @@ def run_datasets(tree: Path, num_shards: int | None) -> dict:
     from unittest import mock
 
     import datasets
-    from bids_hf import assemble_rows, index_bids
-    from bids_hf._rows import row_ids
+    from bids_hf import from_bids
     from huggingface_hub import HfApi
     from huggingface_hub.hf_file_system import HfFileSystemResolvedRepositoryPath
 
     from examples.schemas.arc import SCHEMA
 
-    rowset = assemble_rows(index_bids(tree), SCHEMA)
-    columns: dict[str, list] = {name: [] for name in rowset.features}
-    for row in rowset.rows:
-        values = {**row_ids(row, rowset.schema.row), **row.values}
-        for name in rowset.features:
-            if name in rowset.image_columns:
-                paths = [str(tree / f.path) for f in row.images.get(name, [])]
-                values[name] = paths if rowset.image_columns[name] else (paths[0] if paths else None)
-            columns[name].append(values[name])
-    ds = datasets.Dataset.from_dict(columns, features=rowset.features)
+    ds = from_bids(tree, SCHEMA)  # the same rows as ours, image cells as file paths
     written: list[int] = []
     real_to_parquet = datasets.Dataset.to_parquet
 

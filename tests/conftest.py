@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +69,25 @@ def bake(tmp_path: Path) -> Callable[..., Path]:
                                  extra_context=context))
 
     return _bake
+
+
+@pytest.fixture
+def arc_repo(bake: Callable[..., Path]) -> Path:
+    """A repo baked for the ARC tree, with the reference ARC schema as its schema.py."""
+    repo = bake(dataset_name="ARC", dataset_slug="arc", hf_repo_id="test-org/arc")
+    shutil.copy(SCHEMAS / "arc.py", repo / "schema.py")
+    return repo
+
+
+def run_push(repo: Path, *args: str, env: dict[str, str] | None = None,
+             timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """The generated repo's push.py, as a maintainer runs it."""
+    return subprocess.run([sys.executable, "push.py", *args], cwd=repo, env=env,
+                          capture_output=True, text=True, check=False, timeout=timeout)
+
+
+# What the Hub tests add to every push.py run (the validator is tested on its own).
+HUB_PUSH_FLAGS = ("--no-progress", "--no-bids-validator", "--max-retries", "2")
 
 
 def bids_example(name: str) -> Path:

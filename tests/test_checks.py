@@ -6,10 +6,8 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
@@ -18,21 +16,12 @@ import pytest
 from bids_hf import assemble_rows, index_bids, pre_build_checks, write_nifti
 from bids_hf._bids_validator import bids_validator_check
 from bids_hf._phi import scan_nifti_header, scan_sidecars, scan_tables, scan_text
-from conftest import SCHEMAS
-
-
-@pytest.fixture
-def arc_repo(bake: Callable[..., Path]) -> Path:
-    repo = bake(dataset_name="ARC", dataset_slug="arc")
-    shutil.copy(SCHEMAS / "arc.py", repo / "schema.py")
-    return repo
+from conftest import run_push
 
 
 def push(repo: Path, root: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "push.py", "--no-progress", "--no-bids-validator", "--bids-root",
-         str(root), "--out", str(out), *args],
-        cwd=repo, capture_output=True, text=True, check=False, timeout=300)
+    return run_push(repo, "--no-progress", "--no-bids-validator", "--bids-root", str(root),
+                    "--out", str(out), *args)
 
 
 def first(root: Path, pattern: str) -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import datasets
 import pytest
 from bids_hf._hub import HubError, RetryPolicy, with_retries
 from bids_hf._stage import Manifest
-from conftest import SCHEMAS
+from conftest import HUB_PUSH_FLAGS, run_push
 from hub_fixtures import HubEnv
 from hub_server import HubServer
 from huggingface_hub import HfApi
@@ -27,18 +26,8 @@ from huggingface_hub.errors import HfHubHTTPError
 REPO = "test-org/arc"
 
 
-@pytest.fixture
-def arc_repo(bake: Callable[..., Path]) -> Path:
-    repo = bake(dataset_name="ARC", dataset_slug="arc", hf_repo_id=REPO)
-    shutil.copy(SCHEMAS / "arc.py", repo / "schema.py")
-    return repo
-
-
 def push(repo: Path, env: HubEnv, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "push.py", "--no-progress", "--no-bids-validator", "--max-retries", "2",
-         *args], cwd=repo, env=env.subprocess_env(**extra_env), capture_output=True, text=True,
-        check=False, timeout=600)
+    return run_push(repo, *HUB_PUSH_FLAGS, *args, env=env.subprocess_env(**extra_env))
 
 
 def sha(data: bytes) -> str:

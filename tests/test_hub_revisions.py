@@ -4,16 +4,12 @@ generated repo's push.py, against the local Hub-protocol server with the real cl
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import datasets
-import pytest
 from bids_hf._stage import Manifest
-from conftest import SCHEMAS
+from conftest import HUB_PUSH_FLAGS, run_push
 from hub_fixtures import HubEnv
 from hub_server import HubServer
 from huggingface_hub import HfApi
@@ -22,18 +18,8 @@ REPO = "test-org/arc"
 REMOTE_CHECKS = ("remote files match manifest", "no stale shards on the Hub")
 
 
-@pytest.fixture
-def arc_repo(bake: Callable[..., Path]) -> Path:
-    repo = bake(dataset_name="ARC", dataset_slug="arc", hf_repo_id=REPO)
-    shutil.copy(SCHEMAS / "arc.py", repo / "schema.py")
-    return repo
-
-
 def push(repo: Path, env: HubEnv, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "push.py", "--no-progress", "--no-bids-validator", "--max-retries", "2",
-         *args], cwd=repo, env=env.subprocess_env(), capture_output=True, text=True,
-        check=False, timeout=600)
+    return run_push(repo, *HUB_PUSH_FLAGS, *args, env=env.subprocess_env())
 
 
 def remote_files(revision: str = "main") -> set[str]:

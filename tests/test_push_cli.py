@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-from conftest import SCHEMAS
-
-
-@pytest.fixture
-def arc_repo(bake: Callable[..., Path]) -> Path:
-    repo = bake(dataset_name="ARC", dataset_slug="arc")
-    shutil.copy(SCHEMAS / "arc.py", repo / "schema.py")
-    return repo
+from conftest import run_push
 
 
 def push(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "push.py", "--no-progress", *args], cwd=repo,
-                          capture_output=True, text=True, check=False, timeout=300)
+    return run_push(repo, "--no-progress", *args)
 
 
 def test_push_stages_verifies_and_prints_the_report(arc_repo: Path, arc_tree: Path,

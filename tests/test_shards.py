@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,7 +30,7 @@ from bids_hf._card import CardMeta
 from bids_hf._index import BidsFile
 from bids_hf._rows import Row
 from bids_hf._shards import build_shards
-from conftest import SCHEMAS, load_schema
+from conftest import load_schema, run_push
 
 from examples.cohorts import make_arc
 
@@ -175,32 +173,24 @@ def bigger_arc(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     shape=(40, 40, 28), volumes=8)
 
 
-@pytest.fixture
-def repo(bake: Callable[..., Path]) -> Path:
-    baked = bake(dataset_name="ARC", dataset_slug="arc")
-    shutil.copy(SCHEMAS / "arc.py", baked / "schema.py")
-    return baked
-
-
 PUSH_SMALL = ["--no-progress", "--no-integrity", "--max-shard-size", "1MB",
               "--row-group-size", "200KB"]
 PUSH_TINY = ["--no-progress", "--no-integrity", "--max-shard-size", "40KB",
              "--row-group-size", "15KB"]  # several shards even for the small ARC tree
 
 
-def push(repo: Path, *args: str, sizes: list[str] = PUSH_SMALL) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "push.py", *sizes, *args], cwd=repo,
-                          capture_output=True, text=True, check=False, timeout=600)
+def push(arc_repo: Path, *args: str, sizes: list[str] = PUSH_SMALL) -> subprocess.CompletedProcess[str]:
+    return run_push(arc_repo, *sizes, *args)
 
 
 @pytest.mark.slow
 def test_sigkill_mid_shard_then_rerun_gives_byte_identical_output(
-        repo: Path, bigger_arc: Path, tmp_path: Path) -> None:
+        arc_repo: Path, bigger_arc: Path, tmp_path: Path) -> None:
     reference = tmp_path / "reference"
-    assert push(repo, "--bids-root", str(bigger_arc), "--out", str(reference)).returncode == 0
+    assert push(arc_repo, "--bids-root", str(bigger_arc), "--out", str(reference)).returncode == 0
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "push.py", *PUSH_SMALL, "--bids-root",
-                             str(bigger_arc), "--out", str(out)], cwd=repo,
+                             str(bigger_arc), "--out", str(out)], cwd=arc_repo,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     data, records = out / "data", out / ".bids_hf" / "shards"
     deadline = time.monotonic() + 120
@@ -221,7 +211,7 @@ def test_sigkill_mid_shard_then_rerun_gives_byte_identical_output(
     total = len(list((reference / "data").glob("*.parquet")))
     assert len(finished) < total
 
-    rerun = push(repo, "--bids-root", str(bigger_arc), "--out", str(out))
+    rerun = push(arc_repo, "--bids-root", str(bigger_arc), "--out", str(out))
     assert rerun.returncode == 0, rerun.stderr
     assert digests(out) == digests(reference)
     assert all(mtimes(out)[n] == t for n, t in finished.items()), \
@@ -231,12 +221,12 @@ def test_sigkill_mid_shard_then_rerun_gives_byte_identical_output(
 
 @pytest.mark.slow
 def test_job_array_builds_then_a_final_run_only_verifies_and_stages(
-        repo: Path, arc_tree: Path, tmp_path: Path) -> None:
+        arc_repo: Path, arc_tree: Path, tmp_path: Path) -> None:
     reference = tmp_path / "reference"
-    assert push(repo, "--bids-root", str(arc_tree), "--out", str(reference),
+    assert push(arc_repo, "--bids-root", str(arc_tree), "--out", str(reference),
                 sizes=PUSH_TINY).returncode == 0
     out = tmp_path / "array"
-    planned = push(repo, "--bids-root", str(arc_tree), "--out", str(out), "--plan-only",
+    planned = push(arc_repo, "--bids-root", str(arc_tree), "--out", str(out), "--plan-only",
                    sizes=PUSH_TINY)
     assert planned.returncode == 0, planned.stderr
     lines = planned.stdout.strip().splitlines()
@@ -248,7 +238,7 @@ def test_job_array_builds_then_a_final_run_only_verifies_and_stages(
     # per task, all tasks at once. They take the shard sizes from the saved plan.
     per_task = 2
     tasks = [subprocess.Popen(
-        ["bash", "slurm/build_shards.sbatch"], cwd=repo, text=True,
+        ["bash", "slurm/build_shards.sbatch"], cwd=arc_repo, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "BIDS_ROOT": str(arc_tree), "OUT": str(out),
              "SLURM_ARRAY_TASK_ID": str(k), "SHARDS_PER_TASK": str(per_task),
@@ -259,20 +249,20 @@ def test_job_array_builds_then_a_final_run_only_verifies_and_stages(
         assert task.returncode == 0, err
     assert len(mtimes(out)) == n and not (out / "README.md").exists()
     built = mtimes(out)
-    final = push(repo, "--bids-root", str(arc_tree), "--out", str(out), sizes=PUSH_SMALL[:2])
+    final = push(arc_repo, "--bids-root", str(arc_tree), "--out", str(out), sizes=PUSH_SMALL[:2])
     assert final.returncode == 0, final.stderr
     assert mtimes(out) == built, "the final run rewrote shards the array built"
     assert digests(out) == digests(reference)
 
 
 @pytest.mark.slow
-def test_array_task_refuses_a_plan_made_from_other_data(repo: Path, arc_copy: Path,
+def test_array_task_refuses_a_plan_made_from_other_data(arc_repo: Path, arc_copy: Path,
                                                         tmp_path: Path) -> None:
     out = tmp_path / "array"
-    assert push(repo, "--bids-root", str(arc_copy), "--out", str(out), "--plan-only").returncode == 0
+    assert push(arc_repo, "--bids-root", str(arc_copy), "--out", str(out), "--plan-only").returncode == 0
     next(arc_copy.rglob("*_T1w.nii.gz")).write_bytes(
         next(arc_copy.rglob("*_T2w.nii.gz")).read_bytes())
-    done = push(repo, "--bids-root", str(arc_copy), "--out", str(out), "--shards", "0")
+    done = push(arc_repo, "--bids-root", str(arc_copy), "--out", str(out), "--shards", "0")
     assert done.returncode == 2
     assert "changed since" in done.stderr and "--plan-only" in done.stderr
 

@@ -23,13 +23,13 @@ from datasets.splits import SplitDict, SplitInfo
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
+from ._qc import mask_columns
 from ._rows import RowSet
 from ._util import human_bytes
 
 BASE_TAGS = ("medical", "neuroimaging", "mri", "nifti", "bids")
 _MARKER = re.compile(r"<!-- bids-hf:begin (\w+) -->.*?<!-- bids-hf:end \1 -->", re.DOTALL)
 _FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.DOTALL)
-_MASK_HINTS = ("mask", "lesion", "dseg", "seg", "label")
 
 # dataset_description.json "License" -> Hub license id.
 _LICENSES = {
@@ -112,7 +112,7 @@ def card_data(rowset: RowSet, meta: CardMeta, stats: StagedStats) -> DatasetCard
     )
     if license_name:
         data["license_name"] = license_name
-    if _mask_columns(rowset):
+    if mask_columns(list(rowset.image_columns)):
         data["task_categories"] = ["image-segmentation"]
     if meta.gated:
         data["extra_gated_prompt"] = meta.gated_prompt or (
@@ -165,10 +165,6 @@ def _size_category(n: int) -> str:
         if n < limit:
             return label
     return "n>1M"
-
-
-def _mask_columns(rowset: RowSet) -> list[str]:
-    return [c for c in rowset.image_columns if any(h in c.lower() for h in _MASK_HINTS)]
 
 
 # -- body --------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import numpy as np
 from ._rows import Row, RowSet
 
 QC_FILE = "qc.png"
-_MASK_HINTS = ("mask", "lesion", "seg", "label", "roi")
+_MASK_HINTS = ("mask", "lesion", "seg", "label", "roi")  # "seg" covers dseg
 _PANEL = 128  # pixels per panel side
 _GAP = 2
 _RED = np.array([230, 40, 40], dtype=np.float32)
@@ -43,6 +43,7 @@ class QcPicture:
 
 
 def mask_columns(columns: list[str]) -> list[str]:
+    """Columns that hold masks or segmentations, by name (the card and the picture agree)."""
     return [c for c in columns if any(h in c.lower() for h in _MASK_HINTS)]
 
 
