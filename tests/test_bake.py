@@ -113,3 +113,17 @@ def test_generated_repo_skips_real_data_without_bids_root(bake: Callable[..., Pa
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 passed, 1 skipped" in done.stdout
     assert "set BIDS_ROOT=/path/to/bids to check the real dataset" in done.stdout
+
+
+def test_post_gen_says_how_to_infer_later_when_it_cannot(bake: Callable[..., Path],
+                                                         tmp_path: Path,
+                                                         capfd: pytest.CaptureFixture[str]) -> None:
+    """A folder that is not BIDS (or an environment without the core's dependencies): the
+    repo is still generated, with the template schema and instructions."""
+    not_bids = tmp_path / "not-bids"
+    not_bids.mkdir()
+    repo = bake(dataset_slug="later", bids_root=str(not_bids))
+    out = capfd.readouterr().out
+    assert "Could not infer schema.py here" in out
+    assert f"python push.py --bids-root {not_bids} --infer-schema > schema.py" in out
+    assert '"t1w": one(datatype="anat", suffix="T1w")' in (repo / "schema.py").read_text()

@@ -25,7 +25,7 @@ from bids_hf import (
 )
 from bids_hf._synthetic import write_json, write_tsv
 from bids_hf._tables import convert
-from conftest import load_schema, run_pipeline
+from conftest import SCHEMAS, load_schema, run_pipeline
 
 
 def check(rowset, name: str):
@@ -298,3 +298,19 @@ def test_sessions_tsv_values_attach_to_their_session(tmp_path: Path) -> None:
     rowset = assemble_rows(index_bids(root), Schema(columns={"t1w": one(suffix="T1w")},
                                                     metadata={"sessions.tsv": {"age": "float32"}}))
     assert [r.values["age"] for r in rowset.rows] == [60.0, None]
+
+
+@pytest.mark.parametrize(("name", "tree"), [("arc", "arc_tree"), ("isles24", "isles_tree"),
+                                            ("aomic_piop1", "aomic_tree")])
+def test_reference_schemas_stage_and_verify_on_their_cohorts(
+        name: str, tree: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    from bids_hf import Manifest, verify_staged
+
+    assert len((SCHEMAS / f"{name}.py").read_text().splitlines()) <= 40
+    root = request.getfixturevalue(tree)
+    staged = run_pipeline(root, load_schema(name), tmp_path / name)
+    assert staged.rowset.unclaimed == []
+    checks = pre_build_checks(staged.rowset)
+    assert all(c.passed for c in checks), [c for c in checks if not c.passed]
+    result = verify_staged(staged.out, staged.rowset, staged.plan, Manifest.read(staged.out))
+    assert result.all_passed, result.summary()
