@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import filecmp
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -127,3 +128,37 @@ def test_post_gen_says_how_to_infer_later_when_it_cannot(bake: Callable[..., Pat
     assert "Could not infer schema.py here" in out
     assert f"python push.py --bids-root {not_bids} --infer-schema > schema.py" in out
     assert '"t1w": one(datatype="anat", suffix="T1w")' in (repo / "schema.py").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("git") is None, reason="cruft needs git")
+def test_cruft_update_brings_a_new_core_and_keeps_the_maintainers_schema(tmp_path: Path) -> None:
+    """A generated repo takes a new release of the vendored core with `cruft update`."""
+    cruft = str(Path(sys.executable).parent / "cruft")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+
+    def run(*cmd: str, cwd: Path) -> None:
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    template = tmp_path / "template"
+    shutil.copytree(TEMPLATE_ROOT, template, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "*cache*", "demo-output", "__pycache__"))
+    run("git", "init", "-q", cwd=template)
+    run(*git, "add", "-A", cwd=template)
+    run(*git, "commit", "-qm", "template", cwd=template)
+    run(cruft, "create", "--no-input", str(template), "--output-dir", str(tmp_path),
+        "--extra-context", '{"dataset_slug": "arc"}', cwd=tmp_path)
+    repo = tmp_path / "arc"
+    run("git", "init", "-q", cwd=repo)
+    schema = repo / "schema.py"
+    schema.write_text(schema.read_text().replace('"t1w": one(', '"t1w": many('))
+    run(*git, "add", "-A", cwd=repo)
+    run(*git, "commit", "-qm", "generated, schema filled in", cwd=repo)
+
+    version = template / "{{cookiecutter.dataset_slug}}" / "bids_hf" / "_version.py"
+    version.write_text('"""Version of the vendored core."""\n\n__version__ = "99.0.0"\n')
+    run(*git, "commit", "-qam", "core 99.0.0", cwd=template)
+    run(cruft, "update", "-y", cwd=repo)
+    assert '__version__ = "99.0.0"' in (repo / "bids_hf" / "_version.py").read_text()
+    assert '"t1w": many(' in schema.read_text()
