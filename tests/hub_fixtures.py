@@ -1,22 +1,30 @@
-"""Pytest fixtures that run the local Hub stand-in (``hub_server.py``) and point the real
-``huggingface_hub`` / ``datasets`` clients at it.
+"""Pytest fixtures that run the local Hub stand-in (the ``hubserver`` package) and point the
+real ``huggingface_hub`` / ``datasets`` clients at it.
 
 Register with ``pytest_plugins = ["hub_fixtures"]`` in the root conftest (``tests/`` on
 ``sys.path``), or take the fixtures into a test module: ``hub_env = hub_fixtures.hub_env``.
+
+Transports
+----------
+``hub_env`` leaves the clients as every user with hf_xet installed has them: uploads and
+downloads go over **Xet** (huggingface_hub 2.4 decides that alone, from ``hf_xet`` being
+importable and ``HF_HUB_DISABLE_XET`` unset). ``hub_env_lfs`` sets ``HF_HUB_DISABLE_XET=1``
+for the legacy **LFS** transfer. Both talk to the same ``hub_server``, which speaks both.
 
 Why patch module attributes instead of only setting environment variables
 --------------------------------------------------------------------------
 Both libraries copy ``HF_ENDPOINT`` (and the cache, offline and Xet switches) into module
 constants at import time, and pytest imports them long before a fixture runs. Environment
-variables alone therefore only reach *subprocesses*. ``hub_env`` does both:
+variables alone therefore only reach *subprocesses*. The fixtures do both:
 
-* it sets the environment variables, so child processes (a CLI under test, started with
+* they set the environment variables, so child processes (a CLI under test, started with
   ``env=hub_env.subprocess_env()``) see the server: the most robust way to run client code;
-* it monkeypatches the import-time copies that the client code paths read at call time, so
+* they monkeypatch the import-time copies that the client code paths read at call time, so
   the same clients work in-process. The list was established by reading huggingface_hub 2.4
   and datasets 5.2 (``constants.py``, ``utils/_http.py``, ``datasets/config.py``) and is
-  checked by ``test_hub_server.py``. Should an upgrade add another import-time copy, prefer
-  running that code in a subprocess over growing this list blindly.
+  checked by ``test_hubserver.py``. Should an upgrade add another import-time copy, prefer
+  running that code in a subprocess over growing this list blindly. hf_xet reads its cache
+  location (``HF_HOME``/``HF_XET_CACHE``) from the environment each time it opens a session.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from hub_server import HubServer
+from hubserver import HubServer
 
 # huggingface_hub's LFS upload passes a file object as `data=` to httpx2, which warns. It is
 # the library's own call (lfs.py, _upload_single_part), harmless, and fatal under
@@ -43,6 +51,7 @@ HTTPX2_UPLOAD_WARNING = f"ignore:{_HTTPX2_UPLOAD_MESSAGE}:DeprecationWarning"
 class HubEnv:
     url: str
     token: str
+    xet: bool  # False: HF_HUB_DISABLE_XET=1, the LFS transfer
     hf_home: Path
     datasets_cache: Path
     env: dict[str, str]  # the variables set for this test
@@ -54,8 +63,9 @@ class HubEnv:
 
 @pytest.fixture
 def hub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
-    """A fresh server on a free loopback port with its own storage. ``.url``, ``.token``,
-    ``.faults``, ``.stats()``, ``.requests()``, ``.corrupt_file()``, ``.remove_file()``."""
+    """A fresh server (Xet and LFS) on a free loopback port with its own storage. ``.url``,
+    ``.token``, ``.faults``, ``.stats()``, ``.requests()``, ``.corrupt_file()``,
+    ``.remove_file()``."""
     token = "hf_test_" + secrets.token_hex(16)
     server = HubServer(tmp_path_factory.mktemp("hub_storage"), tokens={token: "test-user"})
     server.start()
@@ -66,7 +76,7 @@ def hub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
 
 
 def _patch_clients(
-    monkeypatch: pytest.MonkeyPatch, url: str, hf_home: Path, datasets_cache: Path
+    monkeypatch: pytest.MonkeyPatch, url: str, hf_home: Path, datasets_cache: Path, xet: bool
 ) -> None:
     from huggingface_hub import constants
     from huggingface_hub.utils import _http
@@ -80,7 +90,7 @@ def _patch_clients(
     monkeypatch.setattr(constants, "HF_URL_HOSTS", hosts)
     monkeypatch.setattr(_http, "_HUB_ORIGINS", _http._HUB_ORIGINS | {_http._url_origin(url)})
     # Switches read into constants at import time.
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # the server speaks LFS only
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", not xet)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
     # Caches and token file: never touch the developer's ~/.cache/huggingface.
@@ -115,23 +125,22 @@ def _patch_clients(
 
 
 def _reset_client_state() -> None:
-    """Forget pooled connections and cached filesystems that may point at another server."""
+    """Forget pooled connections, cached filesystems and Xet tokens of another server."""
     from huggingface_hub import HfFileSystem, close_session
+    from huggingface_hub.utils import _xet
 
     close_session()
     HfFileSystem.clear_instance_cache()
+    _xet.XET_CONNECTION_INFO_CACHE.clear()
 
 
-@pytest.fixture
-def hub_env(
-    hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[HubEnv]:
-    """Point huggingface_hub and datasets, in-process and in subprocesses, at ``hub_server``."""
+def _hub_env(hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+             xet: bool) -> Iterator[HubEnv]:
     hf_home, datasets_cache = tmp_path / "hf_home", tmp_path / "hf_datasets_cache"
     env = {
         "HF_ENDPOINT": hub_server.url,
         "HF_TOKEN": hub_server.token,
-        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_XET": "0" if xet else "1",
         "HF_HUB_OFFLINE": "0",
         "HF_DATASETS_OFFLINE": "0",
         "HF_HUB_DISABLE_TELEMETRY": "1",
@@ -142,13 +151,30 @@ def hub_env(
         monkeypatch.setenv(name, value)
     # Would take precedence over, or leak next to, the variables above.
     for name in ("HUGGING_FACE_HUB_TOKEN", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE",
-                 "HF_TOKEN_PATH"):
+                 "HF_TOKEN_PATH", "HF_XET_CACHE"):
         monkeypatch.delenv(name, raising=False)
-    _patch_clients(monkeypatch, hub_server.url, hf_home, datasets_cache)
+    _patch_clients(monkeypatch, hub_server.url, hf_home, datasets_cache, xet)
     _reset_client_state()
     # pytest restores the warning filters after each test, so this stays local to the test.
     warnings.filterwarnings("ignore", _HTTPX2_UPLOAD_MESSAGE, DeprecationWarning, "httpx2")
     try:
-        yield HubEnv(hub_server.url, hub_server.token, hf_home, datasets_cache, env)
+        yield HubEnv(hub_server.url, hub_server.token, xet, hf_home, datasets_cache, env)
     finally:
         _reset_client_state()
+
+
+@pytest.fixture
+def hub_env(
+    hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[HubEnv]:
+    """Point huggingface_hub and datasets, in-process and in subprocesses, at ``hub_server``,
+    with the Xet transport (the default of every client that has hf_xet)."""
+    yield from _hub_env(hub_server, tmp_path, monkeypatch, xet=True)
+
+
+@pytest.fixture
+def hub_env_lfs(
+    hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[HubEnv]:
+    """As ``hub_env``, with ``HF_HUB_DISABLE_XET=1``: the legacy LFS transfer."""
+    yield from _hub_env(hub_server, tmp_path, monkeypatch, xet=False)

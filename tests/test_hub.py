@@ -1,6 +1,6 @@
 """Publishing through the generated repo's push.py to a local Hub-protocol server, with the
-real huggingface_hub and datasets clients (LFS transfer: HF_HUB_DISABLE_XET=1, the Xet
-transport itself is only exercised against the real Hub)."""
+real huggingface_hub, hf_xet and datasets clients (the Xet transport, as for every user with
+hf_xet installed; one test that is about LFS objects runs with HF_HUB_DISABLE_XET=1)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from bids_hf._hub import HubError, RetryPolicy, with_retries
 from bids_hf._stage import Manifest
 from conftest import HUB_PUSH_FLAGS, run_push
 from hub_fixtures import HubEnv
-from hub_server import HubServer
+from hubserver import HubServer
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
@@ -73,7 +73,7 @@ def test_rerun_sends_nothing_and_new_plans_replace_old_shards(
     again = push(arc_repo, hub_env, "--out", str(out), "--repo-id", REPO, "--upload-only")
     assert again.returncode == 0, again.stderr
     stats = hub_server.stats(REPO)
-    assert stats.get("lfs_bytes_uploaded", 0) == 0 and stats.get("commits", 0) == 0
+    assert stats.get("upload_bytes_received", 0) == 0 and stats.get("commits", 0) == 0
     assert "commit (none needed)" in again.stderr
 
     bigger = push(arc_repo, hub_env, "--bids-root", str(arc_tree), "--out", str(out),
@@ -96,22 +96,24 @@ def test_a_failed_commit_is_resumed_by_rerunning_without_resending(
     assert failed.returncode == 3
     assert "committing: HTTP 500; retrying" in failed.stderr
     assert "Rerun the same command to resume" in failed.stderr
-    landed = hub_server.stats(REPO)["lfs_objects_uploaded"]
+    landed = hub_server.stats(REPO)["files_stored"]
     binary = [n for n in Manifest.read(out).files if n != "README.md"]  # shards and qc.png
-    assert landed == len(binary)  # every LFS object reached the server, nothing was committed
+    assert landed == len(binary)  # every file's content reached storage, nothing was committed
     hub_server.faults.clear()
     hub_server.reset_stats()
     resumed = push(arc_repo, hub_env, "--out", str(out), "--repo-id", REPO, "--upload-only")
     assert resumed.returncode == 0, resumed.stderr
     stats = hub_server.stats(REPO)
-    assert stats.get("lfs_bytes_uploaded", 0) == 0, "shards that had landed were sent again"
+    assert stats.get("bytes_stored", 0) == 0, "shards that had landed were sent again"
     assert stats["commits"] == 1
 
 
 @pytest.mark.slow
 def test_killed_upload_resumes_without_resending_what_landed(
         arc_repo: Path, arc_tree: Path, tmp_path: Path, hub_server: HubServer,
-        hub_env: HubEnv) -> None:
+        hub_env_lfs: HubEnv) -> None:
+    # LFS: one PUT per object, so a delay per PUT makes the kill land between objects.
+    hub_env = hub_env_lfs
     out = tmp_path / "staged"
     # More LFS objects than huggingface_hub's 5 upload threads, so a kill lands midway.
     staged = push(arc_repo, hub_env, "--bids-root", str(arc_tree), "--out", str(out),
@@ -188,7 +190,7 @@ def test_public_on_request_and_an_unverified_folder_is_refused(
         arc_repo: Path, arc_tree: Path, tmp_path: Path, hub_env: HubEnv) -> None:
     out = tmp_path / "staged"
     done = push(arc_repo, hub_env, "--bids-root", str(arc_tree), "--out", str(out),
-                "--repo-id", "test-org/open", "--public")
+                "--repo-id", "test-org/open", "--public", "--affirm-defaced")
     assert done.returncode == 0, done.stderr
     assert HfApi().dataset_info("test-org/open").private is False
     # A staged folder rebuilt since its verification is refused until verified again.

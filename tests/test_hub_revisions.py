@@ -11,7 +11,7 @@ import datasets
 from bids_hf._stage import Manifest
 from conftest import HUB_PUSH_FLAGS, run_push
 from hub_fixtures import HubEnv
-from hub_server import HubServer
+from hubserver import HubServer
 from huggingface_hub import HfApi
 
 REPO = "test-org/arc"
