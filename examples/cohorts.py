@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from bids_hf._synthetic import write_dwi_companions, write_json, write_nifti, write_tsv
+from bids_hf.testing import write_dwi_companions, write_json, write_nifti, write_tsv
 
 from . import PROJECT_TEMPLATE  # noqa: F401  (puts the vendored core on the path)
 

@@ -14,7 +14,7 @@ import pytest
 
 TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TEMPLATE_ROOT))  # `examples` (which also puts the core on the path)
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # hub_server, hub_fixtures
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # hubserver, hub_fixtures
 
 import examples  # noqa: F401
 from examples.cohorts import make_aomic, make_arc, make_isles24
@@ -101,18 +101,21 @@ def bids_example(name: str) -> Path:
 class Staged:
     """The result of running the pipeline on a tree: rows, plan, manifest and the folder."""
 
-    def __init__(self, rowset: Any, plan: Any, manifest: Any, out: Path) -> None:
+    def __init__(self, rowset: Any, plan: Any, manifest: Any, out: Path, result: Any) -> None:
         self.rowset, self.plan, self.manifest, self.out = rowset, plan, manifest, out
+        self.result = result  # the pipeline's own Staged
 
 
-def run_pipeline(root: Path, schema: Any, out: Path, **plan_kwargs: Any) -> Staged:
-    """index -> rows (must validate) -> plan -> stage, as push.py does (no verification)."""
-    from bids_hf import assemble_rows, index_bids, plan_shards, stage
+def run_pipeline(root: Path, schema: Any, out: Path, **options: Any) -> Staged:
+    """collect -> stage (build, card, manifest, verification), as push.py does; the rows
+    must apply cleanly and the folder must verify. ``options``: fields of Options."""
+    from bids_hf import Options, collect, stage
     from bids_hf._card import CardMeta
 
-    rowset = assemble_rows(index_bids(root), schema)
+    rowset = collect(root, schema)
     blocking = [c for c in rowset.checks if c.blocking]
     assert not blocking, "\n".join(f"{c.name}: {c.details}" for c in blocking)
-    plan = plan_shards(rowset, **plan_kwargs)
-    manifest = stage(rowset, plan, out, CardMeta(slug=out.name), progress=False)
-    return Staged(rowset, plan, manifest, out)
+    settings = {"progress": False, "bids_validator": False, **options}
+    staged = stage(rowset, out, CardMeta(slug=out.name), Options(**settings))
+    assert staged.ok, staged.checks.summary() + "\n" + staged.verification.summary()
+    return Staged(rowset, staged.plan, staged.manifest, out, staged)

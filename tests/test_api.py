@@ -1,4 +1,5 @@
-"""The notebook front door: from_bids() and push_to_hub(), same engine as push.py."""
+"""The notebook front door: BidsDataset.from_bids() and its push_to_hub(), same pipeline as
+push.py — the obvious ``ds.push_to_hub("org/x")`` is the safe one."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import datasets
 import nibabel as nib
 import pytest
-from bids_hf import ValidationError, from_bids, many, one, push_to_hub
+from bids_hf import BidsDataset, ChecksFailed, InputError, from_bids, many, one, push_to_hub
 from hub_fixtures import HubEnv
 from huggingface_hub import HfApi
 
@@ -28,15 +29,16 @@ def test_from_bids_gives_a_lazy_dataset_with_typed_metadata(arc_tree: Path) -> N
 
 
 def test_from_bids_refuses_an_ambiguous_column_naming_the_files(arc_tree: Path) -> None:
-    with pytest.raises(ValidationError, match=r"(?s)matched 2 files in sub-.*run-1_T1w.*run-2_T1w"):
+    with pytest.raises(ChecksFailed, match=r"(?s)matched 2 files in sub-.*run-1_T1w.*run-2_T1w"):
         from_bids(arc_tree, schema={"t1w": one("anat/*_T1w.nii.gz")})
 
 
-def test_push_to_hub_publishes_checked_bytes_under_bids_paths(
+def test_the_obvious_push_to_hub_is_the_checked_one_and_stores_bids_paths(
         arc_tree: Path, tmp_path: Path, hub_env: HubEnv) -> None:
-    ds = from_bids(arc_tree, schema=SCHEMA, metadata_from="participants.tsv")
-    result = push_to_hub(ds, "test-org/api", out=tmp_path / "staged", max_shard_size="40KB",
-                         progress=False)
+    ds = BidsDataset.from_bids(arc_tree, schema=SCHEMA, metadata_from="participants.tsv")
+    assert isinstance(ds, datasets.Dataset) and len(ds) > 0
+    result = ds.push_to_hub("test-org/api", out=tmp_path / "staged", max_shard_size="40KB",
+                            progress=False, bids_validator=False)
     assert result.private and result.commit and len(result.uploaded) > 2
     assert HfApi().dataset_info("test-org/api").private is True
     hub = datasets.load_dataset("test-org/api", split="train")
@@ -47,11 +49,17 @@ def test_push_to_hub_publishes_checked_bytes_under_bids_paths(
             assert hashlib.sha256(cell["bytes"]).digest() == hashlib.sha256(
                 (arc_tree / cell["path"]).read_bytes()).digest()
     again = push_to_hub(ds, "test-org/api", out=tmp_path / "staged", max_shard_size="40KB",
-                        progress=False)
+                        progress=False, bids_validator=False)
     assert again.commit is None and not again.uploaded  # resumable, nothing left to send
 
 
 def test_push_to_hub_refuses_a_changed_dataset(arc_tree: Path) -> None:
     ds = from_bids(arc_tree, schema=SCHEMA)
-    with pytest.raises(ValueError, match="Express the change in the schema"):
+    renamed = ds.rename_column("lesion", "mask")  # still a BidsDataset, other content
+    assert isinstance(renamed, BidsDataset)
+    with pytest.raises(InputError, match="Express the change in the schema"):
+        renamed.push_to_hub("test-org/x")
+    with pytest.raises(InputError, match="Express the change in the schema"):
         push_to_hub(ds.filter(lambda r: r["subject_id"] != "sub-M2001"), "test-org/x")
+    with pytest.raises(InputError, match="num_shards"):
+        ds.push_to_hub("test-org/x", num_shards=3)

@@ -16,7 +16,7 @@ from conftest import TEMPLATE_ROOT
 from cookiecutter.exceptions import FailedHookException
 
 CORE = TEMPLATE_ROOT / "{{cookiecutter.dataset_slug}}" / "bids_hf"
-CORE_FILES = sorted(p.name for p in CORE.glob("*.py"))
+CORE_FILES = sorted(p.relative_to(CORE).as_posix() for p in CORE.rglob("*") if p.is_file())
 
 
 def repo_files(repo: Path) -> set[str]:
@@ -26,6 +26,7 @@ def repo_files(repo: Path) -> set[str]:
 def expected_files(module: str) -> set[str]:
     return {
         ".gitignore", "PUBLISHING.md", "README.md", "push.py", "pyproject.toml", "schema.py",
+        "package.json", "package-lock.json",  # NiiVue for the review page (npm ci)
         f"{module}.py", "tests/test_validation.py", "slurm/build_shards.sbatch",
         *(f"bids_hf/{name}" for name in CORE_FILES),
     }

@@ -13,14 +13,15 @@ import datasets
 import pytest
 from bids_hf import (
     Manifest,
-    assemble_rows,
-    check_nifti,
+    Options,
+    check,
+    check_images,
+    collect,
     index_bids,
     infer_schema,
-    pre_build_checks,
     verify_staged,
-    write_nifti,
 )
+from bids_hf.testing import check_nifti, write_nifti
 from conftest import BIDS_EXAMPLES, bids_example, run_pipeline
 
 NAMES = ["7t_trt", "ds000001-fmriprep", "ds001", "ds005", "ds114", "dwi_deriv",
@@ -53,13 +54,13 @@ def test_the_expected_examples_are_there() -> None:
 def test_example_infers_stages_and_loads_back_intact(name: str, tmp_path: Path) -> None:
     root = filled_copy(name, tmp_path)
     schema = schema_of(root)
-    staged = run_pipeline(root, schema, tmp_path / "out")
+    staged = run_pipeline(root, schema, tmp_path / "out")  # checks, builds, verifies
     assert staged.rowset.unclaimed == []
     assert staged.rowset.claimed.keys() == set(index_bids(root).nifti_on_disk)
-    checks = pre_build_checks(staged.rowset)
-    assert all(c.passed for c in checks), [c for c in checks if not c.passed]
+    checks = check(staged.rowset, Options())
+    assert checks.all_passed, checks.summary()
     verification = verify_staged(staged.out, staged.rowset, staged.plan,
-                                 Manifest.read(staged.out))
+                                 Manifest.read(staged.out), rehash=True)
     assert verification.all_passed, verification.summary()
     ds = datasets.load_dataset(str(staged.out), split="train")
     assert len(ds) == len(staged.rowset.rows)
@@ -68,8 +69,8 @@ def test_example_infers_stages_and_loads_back_intact(name: str, tmp_path: Path) 
 @pytest.mark.parametrize("name", ["ds001", "7t_trt"])
 def test_unmodified_example_fails_with_an_empty_image_error(name: str) -> None:
     root = bids_example(name)
-    rowset = assemble_rows(index_bids(root), schema_of(root))
-    empty = next(c for c in pre_build_checks(rowset) if c.name == "no empty images")
+    rowset = collect(root, schema_of(root))
+    empty = next(c for c in check(rowset, Options()).checks if c.name == "no empty images")
     assert empty.blocking
     assert "are 0 bytes" in empty.details and ".nii" in empty.details
 
@@ -77,7 +78,8 @@ def test_unmodified_example_fails_with_an_empty_image_error(name: str) -> None:
 def test_header_only_images_fail_the_integrity_check() -> None:
     """bids-examples' "synthetic" images are 352-byte headers promising 256^3 voxels."""
     root = bids_example("synthetic")
-    rowset = assemble_rows(index_bids(root), schema_of(root))
-    integrity = next(c for c in pre_build_checks(rowset) if c.name == "images decompress and parse")
+    rowset = collect(root, schema_of(root))
+    integrity = next(c for c in check_images(rowset, Options()).checks
+                     if c.name.startswith("images intact"))
     assert integrity.blocking and integrity.actual == 0
     assert "truncated, 352 bytes of image data where the header promises" in integrity.details

@@ -11,20 +11,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from bids_hf import (
-    Expected,
-    Schema,
-    SchemaError,
-    assemble_rows,
-    index_bids,
-    many,
-    meta,
-    one,
-    pre_build_checks,
-    write_nifti,
-)
-from bids_hf._synthetic import write_json, write_tsv
+from bids_hf import Expected, Options, Schema, SchemaError, index_bids, many, meta, one
+from bids_hf import check as run_checks
+from bids_hf._rows import assemble_rows
 from bids_hf._tables import convert
+from bids_hf.testing import write_json, write_nifti, write_tsv
 from conftest import SCHEMAS, load_schema, run_pipeline
 
 
@@ -90,7 +81,7 @@ def test_glob_typo_that_drops_a_whole_modality_is_caught(arc_tree: Path) -> None
     rowset = assemble_rows(index_bids(arc_tree), schema)
     empty = check(rowset, "every column matches files")
     assert empty.blocking and "Column 'dwi'" in empty.details
-    counts = {c.name: c for c in pre_build_checks(rowset, integrity=False)}
+    counts = {c.name: c for c in run_checks(rowset, Options()).checks}
     assert counts["files in dwi"].blocking and counts["files in dwi"].actual == 0
     assert any("_dwi.nii.gz" in p for p in rowset.unclaimed)
 
@@ -252,9 +243,21 @@ def test_bidsignore_and_non_bids_names(arc_copy: Path) -> None:
     outside = arc_copy / "derivatives" / "templates" / "mni.nii.gz"
     write_nifti(outside)
     index = index_bids(arc_copy)
-    assert not any(f.path.startswith("derivatives/lesion_masks") for f in index.files)
-    assert all(not p.startswith("derivatives/lesion_masks") for p in index.nifti_on_disk)
+    ignored = [f for f in index.files if f.path.startswith("derivatives/lesion_masks")]
+    assert ignored and all(f.bidsignored for f in ignored)  # indexed, marked, never lost
     rowset = assemble_rows(index, Schema(columns={"t1w": many(suffix="T1w")}))
+    excluded = check(rowset, "NIfTI excluded by .bidsignore")
+    assert excluded.severity == "info" and excluded.actual == len(ignored)
+    assert f"{len(ignored)} NIfTI excluded by .bidsignore: not published" in excluded.details
+    assert "lesion_masks" not in check(rowset, "every NIfTI claimed by a column").details
+    # An entity query does not reach them; a glob does.
+    by_entity = assemble_rows(index, Schema(columns={"t1w": many(suffix="T1w"),
+                                                     "lesion": one(pipeline="lesion_masks",
+                                                                   suffix="mask")}))
+    assert by_entity.column_files("lesion") == 0
+    by_glob = assemble_rows(index, Schema(columns={
+        "t1w": many(suffix="T1w"), "lesion": one("derivatives/lesion_masks/anat/*_mask.nii.gz")}))
+    assert by_glob.column_files("lesion") == len(ignored)
     details = check(rowset, "every NIfTI claimed by a column").details
     assert "have non-BIDS names; a glob column can claim them: sub-M2001/extra/T1_copy.nii.gz" \
         in details
@@ -308,9 +311,10 @@ def test_reference_schemas_stage_and_verify_on_their_cohorts(
 
     assert len((SCHEMAS / f"{name}.py").read_text().splitlines()) <= 40
     root = request.getfixturevalue(tree)
-    staged = run_pipeline(root, load_schema(name), tmp_path / name)
+    staged = run_pipeline(root, load_schema(name), tmp_path / name)  # checks, builds, verifies
     assert staged.rowset.unclaimed == []
-    checks = pre_build_checks(staged.rowset)
-    assert all(c.passed for c in checks), [c for c in checks if not c.passed]
-    result = verify_staged(staged.out, staged.rowset, staged.plan, Manifest.read(staged.out))
+    result = run_checks(staged.rowset, Options())
     assert result.all_passed, result.summary()
+    verified = verify_staged(staged.out, staged.rowset, staged.plan, Manifest.read(staged.out),
+                             rehash=True)
+    assert verified.all_passed, verified.summary()

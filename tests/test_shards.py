@@ -14,22 +14,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from bids_hf import (
-    Manifest,
-    PlanError,
-    RowSet,
-    Schema,
-    assemble_rows,
-    index_bids,
-    many,
-    plan_shards,
-    stage,
-    verify_staged,
-)
+from bids_hf import Manifest, Options, PlanError, Schema, collect, many, stage, verify_staged
 from bids_hf._card import CardMeta
 from bids_hf._index import BidsFile
-from bids_hf._rows import Row
+from bids_hf._plan import plan_shards
+from bids_hf._rows import Row, RowSet
 from bids_hf._shards import build_shards
+from bids_hf.testing import write_nifti
 from conftest import load_schema, run_push
 
 from examples.cohorts import make_arc
@@ -48,11 +39,13 @@ def mtimes(out: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in (out / "data").glob("*.parquet")}
 
 
-def build(root: Path, out: Path, schema=None, num_proc: int = 1, **plan_kwargs: str):
-    rowset = assemble_rows(index_bids(root), schema or load_schema("arc"))
-    plan = plan_shards(rowset, **(plan_kwargs or SMALL))
-    manifest = stage(rowset, plan, out, CardMeta(slug="arc"), num_proc=num_proc, progress=False)
-    return rowset, plan, manifest
+def build(root: Path, out: Path, schema=None, cpus: int = 1, **sizes: str):
+    """The pipeline's stage step, as push.py runs it; the folder must verify."""
+    rowset = collect(root, schema or load_schema("arc"))
+    options = Options(progress=False, bids_validator=False, num_proc=cpus, **(sizes or SMALL))
+    staged = stage(rowset, out, CardMeta(slug="arc"), options)
+    assert staged.ok, staged.checks.summary() + staged.verification.summary()
+    return rowset, staged.plan, staged.manifest
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +57,7 @@ def reference(arc_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_plan_is_deterministic_and_bounded(arc_tree: Path) -> None:
-    rowset = assemble_rows(index_bids(arc_tree), load_schema("arc"))
+    rowset = collect(arc_tree, load_schema("arc"))
     a, b = plan_shards(rowset, **SMALL), plan_shards(rowset, **SMALL)
     assert a == b and len(a.shards) > 2
     assert [s.name for s in a.shards] == [
@@ -87,9 +80,12 @@ def test_two_builds_are_byte_identical_and_a_rerun_rewrites_nothing(
     assert mtimes(out) == before, "a rerun with nothing changed rewrote shards"
 
 
-def test_parallel_build_is_byte_identical(arc_tree: Path, reference: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("cpus", [2, 6])
+def test_parallel_build_is_byte_identical(arc_tree: Path, reference: Path, tmp_path: Path,
+                                          cpus: int) -> None:
+    """Two CPUs: threads in one process; six: two writer processes with three threads."""
     out = tmp_path / "staged"
-    build(arc_tree, out, num_proc=2)
+    build(arc_tree, out, cpus=cpus)
     assert digests(out) == digests(reference)
 
 
@@ -107,7 +103,7 @@ def test_truncated_shard_is_detected_and_rebuilt_alone(
     assert digests(out) == digests(reference)
 
 
-def test_shard_corrupted_in_place_fails_verification_then_is_rebuilt(
+def test_shard_corrupted_in_place_is_found_and_rebuilt_by_the_next_run(
         arc_tree: Path, reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "staged"
     rowset, plan, _ = build(arc_tree, out)
@@ -117,12 +113,45 @@ def test_shard_corrupted_in_place_fails_verification_then_is_rebuilt(
     data[len(data) // 2] ^= 0xFF  # same size; mtime restored below
     victim.write_bytes(bytes(data))
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
-    result = verify_staged(out, rowset, plan, Manifest.read(out))
+    result = verify_staged(out, rowset, plan, Manifest.read(out), rehash=True)
     assert not result.all_passed
     assert f"data/{victim.name}: sha256 differs from the manifest" in result.summary()
-    build(arc_tree, out)
-    assert verify_staged(out, rowset, plan, Manifest.read(out)).all_passed
+    before = mtimes(out)
+    build(arc_tree, out)  # the rerun hashes each shard before reusing it
+    after = mtimes(out)
+    assert [n for n in after if after[n] != before[n]] == [victim.name]
+    assert verify_staged(out, rowset, plan, Manifest.read(out), rehash=True).all_passed
     assert digests(out) == digests(reference)
+
+
+def same_size_other_image(path: Path) -> None:
+    """Rewrite an uncompressed .nii in place with a different image of the same size, and
+    give it back its mtime: what a careless tool or a sync can do."""
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-2] ^= 0x7F  # a voxel of the image data
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_a_source_rewritten_with_the_same_size_and_mtime_gets_its_shard_rebuilt(
+        arc_copy: Path, tmp_path: Path) -> None:
+    first = min(arc_copy.glob("sub-*/ses-*/anat"))
+    extra = write_nifti(first / f"{first.parent.parent.name}_{first.parent.name}_run-9_T1w.nii",
+                        (10, 10, 8))
+    rel = extra.relative_to(arc_copy).as_posix()
+    out = tmp_path / "staged"
+    _, _, manifest = build(arc_copy, out)
+    same_size_other_image(extra)
+    shard = next(Path(s["name"]).name for s in manifest.shards if rel in s["sources"])
+    before = mtimes(out)
+    _, _, again = build(arc_copy, out)
+    after = mtimes(out)
+    assert [n for n in after if after[n] != before[n]] == [shard], "only its shard is rebuilt"
+    assert again.sources[rel] == hashlib.sha256((arc_copy / rel).read_bytes()).hexdigest()
+    fresh = tmp_path / "fresh"
+    build(arc_copy, fresh)
+    assert digests(out) == digests(fresh)
 
 
 def test_schema_change_invalidates_every_shard(arc_tree: Path, tmp_path: Path) -> None:
@@ -175,8 +204,6 @@ def bigger_arc(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 PUSH_SMALL = ["--no-progress", "--no-integrity", "--max-shard-size", "1MB",
               "--row-group-size", "200KB"]
-PUSH_TINY = ["--no-progress", "--no-integrity", "--max-shard-size", "40KB",
-             "--row-group-size", "15KB"]  # several shards even for the small ARC tree
 
 
 def push(arc_repo: Path, *args: str, sizes: list[str] = PUSH_SMALL) -> subprocess.CompletedProcess[str]:
@@ -220,42 +247,6 @@ def test_sigkill_mid_shard_then_rerun_gives_byte_identical_output(
 
 
 @pytest.mark.slow
-def test_job_array_builds_then_a_final_run_only_verifies_and_stages(
-        arc_repo: Path, arc_tree: Path, tmp_path: Path) -> None:
-    reference = tmp_path / "reference"
-    assert push(arc_repo, "--bids-root", str(arc_tree), "--out", str(reference),
-                sizes=PUSH_TINY).returncode == 0
-    out = tmp_path / "array"
-    planned = push(arc_repo, "--bids-root", str(arc_tree), "--out", str(out), "--plan-only",
-                   sizes=PUSH_TINY)
-    assert planned.returncode == 0, planned.stderr
-    lines = planned.stdout.strip().splitlines()
-    n = len(lines)
-    assert n >= 2 and (out / ".bids_hf" / "plan.json").is_file()
-    assert not list((out / "data").glob("*.parquet")) if (out / "data").exists() else True
-    assert "sbatch --array=0-" in planned.stderr
-    # The array's tasks, as SLURM runs them: the generated repo's sbatch script, two shards
-    # per task, all tasks at once. They take the shard sizes from the saved plan.
-    per_task = 2
-    tasks = [subprocess.Popen(
-        ["bash", "slurm/build_shards.sbatch"], cwd=arc_repo, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "BIDS_ROOT": str(arc_tree), "OUT": str(out),
-             "SLURM_ARRAY_TASK_ID": str(k), "SHARDS_PER_TASK": str(per_task),
-             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
-        for k in range((n + per_task - 1) // per_task)]
-    for task in tasks:
-        _, err = task.communicate(timeout=300)
-        assert task.returncode == 0, err
-    assert len(mtimes(out)) == n and not (out / "README.md").exists()
-    built = mtimes(out)
-    final = push(arc_repo, "--bids-root", str(arc_tree), "--out", str(out), sizes=PUSH_SMALL[:2])
-    assert final.returncode == 0, final.stderr
-    assert mtimes(out) == built, "the final run rewrote shards the array built"
-    assert digests(out) == digests(reference)
-
-
-@pytest.mark.slow
 def test_array_task_refuses_a_plan_made_from_other_data(arc_repo: Path, arc_copy: Path,
                                                         tmp_path: Path) -> None:
     out = tmp_path / "array"
@@ -268,11 +259,11 @@ def test_array_task_refuses_a_plan_made_from_other_data(arc_repo: Path, arc_copy
 
 
 def test_build_only_a_subset_leaves_the_rest(arc_tree: Path, tmp_path: Path) -> None:
-    rowset = assemble_rows(index_bids(arc_tree), load_schema("arc"))
+    rowset = collect(arc_tree, load_schema("arc"))
     plan = plan_shards(rowset, **SMALL)
     out = tmp_path / "staged"
-    records = build_shards(rowset, plan, out, only=plan.select("1-2"), progress=False)
-    assert sorted(records) == [plan.shards[1].name, plan.shards[2].name]
+    built = build_shards(rowset, plan, out, only=plan.select("1-2"), progress=False, cpus=1)
+    assert sorted(built.records) == [plan.shards[1].name, plan.shards[2].name]
     assert sorted(mtimes(out)) == sorted(Path(s.name).name for s in plan.shards[1:3])
     assert plan.select(f"1-{len(plan.shards) + 5}") == list(plan.shards[1:])  # arrays overshoot
     with pytest.raises(PlanError, match="the plan has shards 0-"):

@@ -1,17 +1,19 @@
 """Validate, build, stage, verify and publish {{ cookiecutter.dataset_name }}.
 
+    python push.py --bids-root ROOT --infer-schema --write      # propose schema.py (old one kept)
+    python push.py --bids-root ROOT --review                    # look at every row first
     python push.py --bids-root ROOT --out DIR                   # everything but the upload
     python push.py --bids-root ROOT --out DIR --repo-id ORG/NAME
-    python push.py --bids-root ROOT --infer-schema > schema.py  # propose a schema
-    python push.py --help                                       # all options
+    python push.py --help                                       # all options and exit codes
 """
 
 import importlib
 import os
 import sys
+from pathlib import Path
 
-# Before pyarrow loads: its allocator (mimalloc) gives freed pages back to the OS after a
-# delay, and a build's peak memory then grows with the number of shards it writes.
+# Before pyarrow loads: its allocator (mimalloc) would keep freed pages for a while, and a
+# build's peak memory would then grow with the number of shards it writes.
 os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
 
 from bids_hf._cli import main
@@ -20,9 +22,9 @@ BUILDER_MODULE, BUILDER_CLASS = "{{ cookiecutter.module_name }}", "{{ cookiecutt
 
 
 def load_builder():
-    """The dataset builder class (imports schema.py, so schema errors surface here)."""
+    """The dataset builder class (it loads schema.py, so schema errors surface here)."""
     return getattr(importlib.import_module(BUILDER_MODULE), BUILDER_CLASS)
 
 
 if __name__ == "__main__":
-    sys.exit(main(load_builder))
+    sys.exit(main(load_builder, schema_file=Path(__file__).resolve().with_name("schema.py")))

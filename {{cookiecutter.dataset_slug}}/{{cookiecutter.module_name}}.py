@@ -8,12 +8,15 @@ Use it locally; the Hub gets Parquet shards and a card from push.py instead:
     ds = builder.as_dataset(split="train")
 """
 
-from bids_hf import BidsBuilder
-from schema import SCHEMA
+from pathlib import Path
+
+from bids_hf import BidsBuilder, load_schema
 
 
 class {{ cookiecutter.__class_name }}(BidsBuilder):
-    SCHEMA = SCHEMA
+    # schema.py beside this file, loaded by path: several dataset repos installed in one
+    # environment each keep their own.
+    SCHEMA = load_schema(Path(__file__).with_name("schema.py"))
     DATASET_ID = "{{ cookiecutter.dataset_slug }}"
     PRETTY_NAME = "{{ cookiecutter.dataset_name }}"
     LICENSE = "{{ cookiecutter.license }}"

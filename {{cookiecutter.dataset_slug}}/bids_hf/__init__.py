@@ -1,67 +1,98 @@
 """bids_hf: publish a BIDS dataset on the Hugging Face Hub as Parquet with NIfTI embedded.
 
 This package is vendored, identical, into every repo generated from the bids-hf template
-(update it with ``cruft update``). The data flow is visible in the module names::
+(update it with ``cruft update``). The data flow reads from the module names::
 
-    _index -> _rows -> _checks -> _plan -> _shards -> _stage -> _verify -> _hub
-    (+ _schema, the language of schema.py; _infer, which proposes one; _tables; _phi;
-     _qc and _card for the staged card; _engine, shared by _cli (push.py) and _api
-     (from_bids / push_to_hub); _builder, the datasets.GeneratorBasedBuilder)
+    _index     the BIDS tree: files and entities, derivatives, tables (_tables), sidecars
+    _rows      schema.py (_schema) applied: one row per subject, session or image
+    _checks    cheap checks before anything is written; privacy (_phi); BIDS validator
+    _plan      which rows go in which shard and row group, from file sizes
+    _shards    one pass over the sources: read, inspect (_inspect), embed, read back
+    _stage     the card (_card), the QC picture (_qc) and the manifest
+    _verify    the staged folder as a whole, before upload
+    _hub       upload what was verified, then check the Hub copy
+    _pipeline  the steps above in order; push.py (_cli) and from_bids (_api) both call it
+    _state     the staging folder's own state (.bids_hf/): records, plan, manifest, lock
+    _errors    one exception family, one exit code per category
+    _review    look at every row before publishing (push.py --review)
+    _infer     propose a schema.py;  _builder: the datasets.GeneratorBasedBuilder
+
+Test helpers (synthetic trees, real NIfTI phantoms) are in ``bids_hf.testing``.
 """
 
-from ._api import from_bids, push_to_hub
+from ._api import BidsDataset, from_bids, push_to_hub
 from ._builder import BidsBuilder
-from ._checks import check_nifti, pre_build_checks
-from ._engine import ValidationError
-from ._hub import HubError, PublishResult
-from ._index import BidsFile, BidsIndex, BidsIndexError, index_bids
+from ._errors import (
+    BidsHfError,
+    ChecksFailed,
+    DiskFullError,
+    HubError,
+    InputError,
+    ResourceError,
+    SourceChangedError,
+    StagingLockedError,
+)
+from ._index import BidsIndexError, index_bids
 from ._infer import infer_schema
-from ._plan import PlanError, ShardPlan, plan_shards
-from ._rows import Row, RowSet, assemble_rows
-from ._schema import Column, Expected, MetaColumn, Schema, SchemaError, many, meta, one
-from ._stage import Manifest, StagingError, stage
-from ._synthetic import write_nifti, write_replica
+from ._pipeline import Options, Staged, check, check_images, collect, plan, publish, stage
+from ._plan import PlanError
+from ._results import ValidationCheck, ValidationResult
+from ._schema import (
+    Column,
+    Expected,
+    MetaColumn,
+    Privacy,
+    Schema,
+    SchemaError,
+    load_schema,
+    many,
+    meta,
+    one,
+)
+from ._state import Manifest
 from ._tables import TableError
-from ._validate import ValidationCheck, ValidationResult
 from ._verify import verify_staged
 from ._version import __version__
 
 __all__ = [
     "BidsBuilder",
-    "BidsFile",
-    "BidsIndex",
+    "BidsDataset",
+    "BidsHfError",
     "BidsIndexError",
+    "ChecksFailed",
     "Column",
+    "DiskFullError",
     "Expected",
     "HubError",
+    "InputError",
     "Manifest",
     "MetaColumn",
+    "Options",
     "PlanError",
-    "PublishResult",
-    "Row",
-    "RowSet",
+    "Privacy",
+    "ResourceError",
     "Schema",
     "SchemaError",
-    "ShardPlan",
-    "StagingError",
+    "SourceChangedError",
+    "Staged",
+    "StagingLockedError",
     "TableError",
     "ValidationCheck",
-    "ValidationError",
     "ValidationResult",
     "__version__",
-    "assemble_rows",
-    "check_nifti",
+    "check",
+    "check_images",
+    "collect",
     "from_bids",
     "index_bids",
     "infer_schema",
+    "load_schema",
     "many",
     "meta",
     "one",
-    "plan_shards",
-    "pre_build_checks",
+    "plan",
+    "publish",
     "push_to_hub",
     "stage",
     "verify_staged",
-    "write_nifti",
-    "write_replica",
 ]

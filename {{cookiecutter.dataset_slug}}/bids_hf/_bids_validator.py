@@ -14,7 +14,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from ._validate import ValidationCheck
+from ._results import ValidationCheck
 
 COMMAND = "bids-validator-deno"
 

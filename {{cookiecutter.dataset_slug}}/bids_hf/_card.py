@@ -8,14 +8,21 @@ prose (the generated repo's ``README.md``) with generated blocks filled in betwe
     <!-- bids-hf:begin columns -->  ...generated...  <!-- bids-hf:end columns -->
 
 so reruns refresh numbers and tables without touching what the maintainer wrote.
+
+Everything taken from the dataset (``dataset_description.json``, ``participants.json``, table
+values, file names) is escaped for Markdown and HTML where it lands in the body, so it
+cannot inject markup, links or scripts, or break a table; a DOI or URL becomes a link only
+when it is a well-formed ``https``/``http`` address or DOI.
 """
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import datasets
 from datasets.info import DatasetInfo, DatasetInfosDict
@@ -23,12 +30,12 @@ from datasets.splits import SplitDict, SplitInfo
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
-from ._qc import mask_columns
 from ._rows import RowSet
 from ._util import human_bytes
 
 BASE_TAGS = ("medical", "neuroimaging", "mri", "nifti", "bids")
 _MARKER = re.compile(r"<!-- bids-hf:begin (\w+) -->.*?<!-- bids-hf:end \1 -->", re.DOTALL)
+_MARKER_NAME = re.compile(r"<!-- bids-hf:begin (\w+) -->")
 _FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.DOTALL)
 
 # dataset_description.json "License" -> Hub license id.
@@ -53,6 +60,9 @@ the card is regenerated.
 
 <!-- bids-hf:begin columns -->
 <!-- bids-hf:end columns -->
+
+<!-- bids-hf:begin privacy -->
+<!-- bids-hf:end privacy -->
 
 <!-- bids-hf:begin qc -->
 <!-- bids-hf:end qc -->
@@ -112,7 +122,7 @@ def card_data(rowset: RowSet, meta: CardMeta, stats: StagedStats) -> DatasetCard
     )
     if license_name:
         data["license_name"] = license_name
-    if mask_columns(list(rowset.image_columns)):
+    if label_columns(rowset):
         data["task_categories"] = ["image-segmentation"]
     if meta.gated:
         data["extra_gated_prompt"] = meta.gated_prompt or (
@@ -175,10 +185,11 @@ def render_card(rowset: RowSet, meta: CardMeta, stats: StagedStats,
     """The full README.md: YAML front matter + the source prose with generated blocks filled."""
     data = card_data(rowset, meta, stats)
     title = data.get("pretty_name") or meta.slug
-    body = _FRONT_MATTER.sub("", source) if source else DEFAULT_SOURCE.format(title=title)
+    body = _FRONT_MATTER.sub("", source) if source else DEFAULT_SOURCE.format(title=text(title))
     blocks = {
         "summary": _summary(rowset, stats) + _source(rowset),
         "columns": _columns_table(rowset),
+        "privacy": _privacy(rowset),
         "usage": _usage(rowset, meta),
         "citation": _citation(rowset.index.description),
         **(extra_blocks or {}),
@@ -189,8 +200,45 @@ def render_card(rowset: RowSet, meta: CardMeta, stats: StagedStats,
         content = blocks.get(name, "")
         return f"<!-- bids-hf:begin {name} -->\n{content.strip()}\n<!-- bids-hf:end {name} -->"
 
+    present = set(_MARKER_NAME.findall(body))
+    if "privacy" not in present and blocks["privacy"]:
+        # A card source from before this block existed: the decisions must still be shown.
+        body = body.rstrip() + "\n\n<!-- bids-hf:begin privacy -->\n<!-- bids-hf:end privacy -->\n"
     body = _MARKER.sub(fill, body)
     return f"---\n{data.to_yaml()}\n---\n\n{body.lstrip()}"
+
+
+# -- escaping ------------------------------------------------------------------------------
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~<>])")
+_LINE_START = re.compile(r"^([-+=]|\d+[.)])")  # what would start a list or a heading
+_DOI = re.compile(r"^(?:doi:|https?://(?:dx\.)?doi\.org/)?(10\.\d{4,9}/[^\s\"<>]+)$",
+                  re.IGNORECASE)
+
+
+def text(value: Any) -> str:
+    """Dataset text as inert Markdown: one line, HTML escaped, Markdown punctuation escaped
+    (no links, images, emphasis, code or table breaks can come out of it)."""
+    flat = " ".join(str(value).split())
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(flat, quote=False))
+    return _LINE_START.sub(r"\\\1", escaped)
+
+
+def link(url: Any, label: Any | None = None) -> str:
+    """A Markdown link only for a well-formed http(s) URL; anything else is shown as text."""
+    raw = str(url).strip()
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc or re.search(r"[\s<>\"'()]",
+                                                                              raw):
+        return text(raw)
+    return f"[{text(label if label is not None else raw)}]({raw})"
+
+
+def doi_link(doi: Any) -> str:
+    match = _DOI.match(str(doi).strip())
+    if match is None:
+        return text(doi)
+    return link("https://doi.org/" + quote(match.group(1), safe="/:;._-"), doi)
 
 
 def _summary(rowset: RowSet, stats: StagedStats) -> str:
@@ -204,40 +252,63 @@ def _summary(rowset: RowSet, stats: StagedStats) -> str:
          "NIfTI files embedded byte for byte."),
     ]
     if description.get("BIDSVersion"):
-        lines.append(f"Converted from a BIDS {description['BIDSVersion']} dataset.")
+        lines.append(f"Converted from a BIDS {text(description['BIDSVersion'])} dataset.")
     if len(stats.num_examples) > 1:
-        lines.append("Splits: " + ", ".join(f"{s} ({n})" for s, n in stats.num_examples.items()) + ".")
+        lines.append("Splits: " + ", ".join(f"{s} ({n})" for s, n in stats.num_examples.items())
+                     + ".")
     return "\n".join(lines)
 
 
 def _columns_table(rowset: RowSet) -> str:
-    lines = ["## Columns", "", "| column | type | from | non-empty |", "|---|---|---|---|"]
+    lines = ["## Columns", "", "| column | type | from | description | non-empty |",
+             "|---|---|---|---|---|"]
     schema = rowset.schema
     derived = _derived_columns(rowset)
+    docs = _table_docs(rowset)
     for name, feature in rowset.features.items():
+        about = ""
         if name in rowset.image_columns:
             if schema.row == "image":
                 source = "every claimed image"
             else:
                 col = schema.image_columns[name]
-                source = (col.description + " — " if col.description else "") + col.query.describe()
+                source, about = col.query.describe(), col.description
             count = sum(len(r.images.get(name, ())) for r in rowset.rows)
             unit = " files"
         elif name in derived:
-            source, count, unit = f"aligned with `{derived[name]}`", _non_empty(rowset, name), ""
+            source, count, unit = f"aligned with {derived[name]}", _non_empty(rowset, name), ""
         elif name in schema.metadata_columns():
-            source = next(f"{t} ({col})" if col != name else t
-                          for t, cols in schema.metadata_spec().items()
-                          for col, spec in cols.items() if spec.name == name)
+            table, column, spec = next((t, c, m) for t, cols in schema.metadata_spec().items()
+                                       for c, m in cols.items() if m.name == name)
+            source = f"{table} ({column})" if column != name else table
+            about = spec.description or _describe(docs.get(table, {}).get(column))
             count, unit = _non_empty(rowset, name), ""
         else:
             source, count, unit = "the subject/session folder", len(rowset.rows), ""
-        lines.append(f"| `{name}` | {_type_name(feature)} | {source.replace('|', '/')} "
+        lines.append(f"| `{name}` | {_type_name(feature)} | {text(source)} | {text(about)} "
                      f"| {count}{unit} |")
     lines.append("")
     lines.append("Image cells hold the file's bytes and its BIDS-relative `path`; "
                  "`n/a` in the source tables is null, every other value is kept as written.")
     return "\n".join(lines)
+
+
+def _table_docs(rowset: RowSet) -> dict[str, dict[str, Any]]:
+    """The BIDS data dictionaries (``participants.json``...) of the declared tables."""
+    return {table: rowset.index.data_dictionary(table) for table in rowset.schema.metadata}
+
+
+def _describe(doc: Any) -> str:
+    """A data-dictionary entry as one line: description, units, levels."""
+    if not isinstance(doc, Mapping):
+        return ""
+    parts = [str(doc.get("Description") or doc.get("LongName") or "").strip()]
+    if doc.get("Units"):
+        parts.append(f"(units: {doc['Units']})")
+    levels = doc.get("Levels")
+    if isinstance(levels, Mapping) and levels:
+        parts.append("levels: " + "; ".join(f"{k} = {v}" for k, v in levels.items()))
+    return " ".join(p for p in parts if p)
 
 
 def _derived_columns(rowset: RowSet) -> dict[str, str]:
@@ -255,29 +326,75 @@ def _non_empty(rowset: RowSet, name: str) -> int:
 
 
 def _type_name(feature: Any) -> str:
-    text = repr(feature).replace("(decode=True)", "()")
-    return text.replace("Value('", "").replace("')", "")
+    name = repr(feature).replace("(decode=True)", "()")
+    return name.replace("Value('", "").replace("')", "")
+
+
+def label_columns(rowset: RowSet) -> list[str]:
+    """Image columns whose files are labels (segmentations, lesion masks): what makes a
+    dataset an image-segmentation dataset. A brain mask is a mask, not a label."""
+    labels = []
+    for column in rowset.image_columns:
+        files = [f for r in rowset.rows for f in r.images.get(column, [])][:50]
+        if files and all(_is_label(f.entities) for f in files):
+            labels.append(column)
+    return labels
+
+
+def _is_label(entities: Mapping[str, Any]) -> bool:
+    suffix, desc = str(entities.get("suffix", "")), str(entities.get("desc", "")).lower()
+    if suffix in ("dseg", "label", "probseg"):
+        return True
+    return suffix in ("mask", "roi") and bool(desc) and desc not in _NOT_LABELS
+
+
+_NOT_LABELS = {"brain", "head", "skull", "nonbrain", "fov", "bold", "mask"}
+
+
+def _privacy(rowset: RowSet) -> str:
+    """The maintainer's decisions on fields that look personal, and the defacing attestation."""
+    privacy = rowset.schema.privacy
+    lines = ["## Privacy", ""]
+    if privacy.drop:
+        keys = ", ".join(f"`{text(k)}`" for k in privacy.drop)
+        lines.append(f"- Removed from the published sidecars: {keys} (kept in the source files).")
+    for key, why in privacy.allow.items():
+        lines.append(f"- Published after review: `{text(key)}`: {text(why)}.")
+    lines.append({
+        "yes": "- Anatomical images are defaced (attested by the maintainer).",
+        "not-needed": "- No image needs defacing (attested by the maintainer: no face in any "
+                      "image).",
+        None: "- Defacing not attested.",
+    }[privacy.defaced])
+    return "\n".join(lines)
 
 
 def _usage(rowset: RowSet, meta: CardMeta) -> str:
     repo = meta.repo_id or f"<org>/{meta.slug}"
     first = next(iter(rowset.image_columns))
     many = rowset.image_columns[first]
+    split = rowset.splits[0]
     access = f'row["{first}"][0]' if many else f'row["{first}"]'
+    raw = "List(Nifti(decode=False))" if many else "Nifti(decode=False)"
     lines = [
         "## Usage", "", "```python", "from datasets import load_dataset", "",
-        f'ds = load_dataset("{repo}", split="{rowset.splits[0]}")',
+        f'ds = load_dataset("{repo}", split="{split}")',
         "row = ds[0]",
         f"img = {access}          # a nibabel image",
         "volume = img.get_fdata()  # numpy array",
         "",
         "# Stream instead of downloading everything first:",
-        f'ds = load_dataset("{repo}", split="{rowset.splits[0]}", streaming=True)',
+        f'ds = load_dataset("{repo}", split="{split}", streaming=True)',
         "print(next(iter(ds))[\"subject_id\"])",
+        "",
+        "# The bytes and BIDS path of each image, undecoded:",
+        "from datasets import List, Nifti",
+        f'raw = ds.cast_column("{first}", {raw})',
+        f'print(next(iter(raw))["{first}"]{"[0]" if many else ""}["path"])  # e.g. sub-01/anat/...',
     ]
     for name in rowset.schema.configs:
         lines += ["", f"# Only the columns of the '{name}' config:",
-                  f'ds = load_dataset("{repo}", "{name}", split="{rowset.splits[0]}", streaming=True)']
+                  f'ds = load_dataset("{repo}", "{name}", split="{split}", streaming=True)']
     lines += ["```"]
     return "\n".join(lines)
 
@@ -286,40 +403,41 @@ def _source(rowset: RowSet) -> str:
     """Where the data come from: the BIDS dataset and every derivatives pipeline used."""
     description = rowset.index.description
     lines = ["", "", "| source | |", "|---|---|"]
-    lines.append(f"| dataset | {description.get('Name', rowset.index.root.name)} "
-                 f"({description.get('DatasetType', 'raw')}) |")
+    lines.append(f"| dataset | {text(description.get('Name', rowset.index.root.name))} "
+                 f"({text(description.get('DatasetType', 'raw'))}) |")
     used = sorted({f.pipeline for r in rowset.rows for _, f in r.files() if f.pipeline})
     for pipeline in used:
         meta = rowset.index.pipelines.get(pipeline, {})
         made_by = ", ".join(
             " ".join(str(g.get(k, "")) for k in ("Name", "Version")).strip()
             for g in meta.get("GeneratedBy", []) if isinstance(g, Mapping)) or "not stated"
-        lines.append(f"| derivatives/{pipeline} | generated by {made_by} |")
+        lines.append(f"| derivatives/{text(pipeline)} | generated by {text(made_by)} |")
     for key, label in (("EthicsApprovals", "ethics approvals"),
                        ("Acknowledgements", "acknowledgements")):
         value = description.get(key)
         if value:
-            text = "; ".join(map(str, value)) if isinstance(value, list) else str(value)
-            lines.append(f"| {label} | {text.replace('|', '/')} |")
+            joined = "; ".join(map(str, value)) if isinstance(value, list) else str(value)
+            lines.append(f"| {label} | {text(joined)} |")
     return "\n".join(lines)
 
 
 def _citation(description: Mapping[str, Any]) -> str:
     parts: list[str] = []
     authors = description.get("Authors") or []
-    if authors:
-        parts.append("**Authors:** " + ", ".join(map(str, authors)))
+    if isinstance(authors, list) and authors:
+        parts.append("**Authors:** " + ", ".join(text(a) for a in authors))
     if description.get("DatasetDOI"):
-        doi = str(description["DatasetDOI"])
-        link = doi if doi.startswith("http") else f"https://doi.org/{doi.removeprefix('doi:')}"
-        parts.append(f"**DOI:** [{doi}]({link})")
+        parts.append(f"**DOI:** {doi_link(description['DatasetDOI'])}")
     if description.get("HowToAcknowledge"):
-        parts.append(f"**How to acknowledge:** {description['HowToAcknowledge']}")
+        parts.append(f"**How to acknowledge:** {text(description['HowToAcknowledge'])}")
     refs = description.get("ReferencesAndLinks") or []
-    if refs:
-        parts.append("**References:**\n" + "\n".join(f"- {r}" for r in refs))
-    if description.get("Funding"):
-        parts.append("**Funding:** " + "; ".join(map(str, description["Funding"])))
+    if isinstance(refs, list) and refs:
+        parts.append("**References:**\n" + "\n".join(
+            f"- {link(r) if str(r).startswith(('http://', 'https://')) else text(r)}"
+            for r in refs))
+    funding = description.get("Funding")
+    if isinstance(funding, list) and funding:
+        parts.append("**Funding:** " + "; ".join(text(f) for f in funding))
     if not parts:
         return ""
     return "## Citation\n\n" + "\n\n".join(parts)

@@ -1,51 +1,102 @@
-"""Checks that run before any shard is written: counts, required files, image integrity,
-personal information.
+"""Checks that run before any shard is written: cheap, and all of them, in one report.
 
-Every check is cheap relative to the build except integrity, which decompresses every
-claimed image in full (streaming, bounded memory): reading only the header lets a
-truncated ``.nii.gz`` pass, and the failure would then surface for whoever downloads it.
-The same pass scans each header for personal data (``_phi``). It runs in ``num_proc``
-processes.
+Counts, required files, empty images, files that leave the dataset, and personal
+information in what will be published (tables, sidecars, the card's sources). What needs
+the images' bytes (integrity, header privacy) is checked while they are read for their
+shards, in the same pass (``_inspect``, ``_shards``); ``image_checks`` turns those findings
+into the same kind of report.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
-import struct
-import zlib
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from typing import TypeVar
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
-import nibabel as nib
-import numpy as np
-
-from ._phi import Finding, phi_checks, scan_nifti_header, scan_sidecars, scan_tables
+from ._phi import (
+    Finding,
+    privacy_checks,
+    scan_card_sources,
+    scan_sidecar,
+    scan_tables,
+    scan_unpublished_sidecars,
+)
+from ._results import ValidationCheck
 from ._rows import RowSet
 from ._schema import Expected
-from ._util import summarize_paths
-from ._validate import ValidationCheck
+from ._util import first_lines, shown, summarize_paths
 
 REQUIRED_FILES = ("dataset_description.json",)
-_CHUNK = 4 << 20
-_HEAD_LIMIT = 1 << 20  # header + extensions kept for the privacy scan
 
 
-def pre_build_checks(rowset: RowSet, *, integrity: bool = True, num_proc: int = 1,
-                     allow_phi: bool = False) -> list[ValidationCheck]:
-    """Counts, required files, empty images, image integrity (full decompression unless
-    ``integrity=False``) and personal-information findings (blocking unless ``allow_phi``)."""
-    checks = [_required_files(rowset), *_expected_counts(rowset), _empty_files(rowset)]
-    reports = _inspect_all(rowset, full=integrity, num_proc=num_proc)
-    if integrity:
-        checks.append(_integrity_check(reports))
-    root = rowset.index.root
-    findings = [*scan_tables(root), *scan_sidecars(root),
-                *(f for _, r in reports for f in r.phi)]
-    checks += phi_checks(findings, allowed=allow_phi)
-    return checks
+def pre_build_checks(rowset: RowSet, *, allow_phi: bool = False) -> list[ValidationCheck]:
+    """Counts, required files, empty images, links that leave the dataset, and privacy
+    findings in the tables, sidecars and card text that will be published."""
+    return [_required_files(rowset), *_expected_counts(rowset), _empty_files(rowset),
+            _inside_dataset(rowset),
+            *privacy_checks(published_findings(rowset), rowset.schema.privacy.allow,
+                            allow_phi)]
+
+
+def image_checks(rowset: RowSet, bad: list[str], findings: list[Finding], *, full: bool,
+                 allow_phi: bool = False) -> list[ValidationCheck]:
+    """The verdict on the images as they were read: intact, and their headers clean."""
+    n = len(claimed(rowset))
+    checks = [ValidationCheck(
+        name="images intact" + (" (decompressed in full)" if full else " (headers only)"),
+        expected=n, actual=n - len(bad), passed=not bad,
+        details=first_lines(bad, 20) + ("\nRe-export or re-download these files; they would fail "
+                                   "to load for users. Nothing of them was published."
+                                   if bad else ""))]
+    header = privacy_checks(findings, rowset.schema.privacy.allow, allow_phi)[:2]
+    for check in header:
+        object.__setattr__(check, "name", check.name.replace("published", "in image headers"))
+    return checks + header
+
+
+def published_findings(rowset: RowSet) -> list[Finding]:
+    """Privacy findings in the tables, sidecars and card text, each marked published or not."""
+    index, schema = rowset.index, rowset.schema
+    declared = {table: set(cols) for table, cols in schema.metadata_spec().items()}
+    findings = scan_tables(index.root, declared)
+    sidecar_findings, published_json = _published_sidecars(rowset)
+    findings += sidecar_findings
+    findings += scan_unpublished_sidecars(index.root, published_json)
+    findings += scan_card_sources(index.root, index.description,
+                                  index.data_dictionary("participants.tsv"))
+    return findings
+
+
+def published_sidecar_findings(rowset: RowSet) -> list[Finding]:
+    """Findings in the sidecar text the schema publishes (what inference proposes to drop)."""
+    return _published_sidecars(rowset)[0]
+
+
+def _published_sidecars(rowset: RowSet) -> tuple[list[Finding], set[str]]:
+    """Findings in the sidecar text that ``<column>_sidecar`` cells publish (after the keys
+    schema.py drops), named by the JSON file each value comes from."""
+    index, schema = rowset.index, rowset.schema
+    drop = set(schema.privacy.drop)
+    with_sidecar = {name for name, col in schema.image_columns.items() if col.sidecar}
+    seen: set[tuple[str, str]] = set()
+    findings: list[Finding] = []
+    files: set[str] = set()
+    for path, column in rowset.claimed.items():
+        if column not in with_sidecar:
+            continue
+        f = index.file(path)
+        if f is None:
+            continue
+        origin = index.sidecar_sources(f)
+        files.update(origin.values())
+        merged = {k: v for k, v in index.sidecar(f).items() if k not in drop}
+        for finding in scan_sidecar("", merged, published=True):
+            rel = origin.get(finding.field, path)
+            if (rel, finding.field) not in seen:
+                seen.add((rel, finding.field))
+                findings.append(Finding(rel, finding.where, finding.what, finding.blocking,
+                                        finding.field))
+    return findings, files
 
 
 def _required_files(rowset: RowSet) -> ValidationCheck:
@@ -94,7 +145,7 @@ def _expected_counts(rowset: RowSet) -> list[ValidationCheck]:
     return checks
 
 
-def _claimed(rowset: RowSet) -> list[str]:
+def claimed(rowset: RowSet) -> list[str]:
     return sorted({f.path for r in rowset.rows for _, f in r.files()})
 
 
@@ -108,91 +159,37 @@ def _empty_files(rowset: RowSet) -> ValidationCheck:
     )
 
 
-def _inspect_all(rowset: RowSet, full: bool, num_proc: int) -> list[tuple[str, NiftiReport]]:
-    paths = [p for p in _claimed(rowset) if (f := rowset.index.file(p)) is not None and f.size > 0]
+def _inside_dataset(rowset: RowSet) -> ValidationCheck:
+    """Claimed files whose real path leaves the BIDS root (a symlink to elsewhere) are not
+    published unless schema.py allows that folder; links into the dataset's own
+    git-annex/DataLad object store are how those trees work, and pass."""
     root = rowset.index.root
-    jobs = [(str(root / p), p, full) for p in paths]
-    return list(zip(paths, _map(_inspect_job, jobs, num_proc), strict=True))
-
-
-def _integrity_check(reports: list[tuple[str, NiftiReport]]) -> ValidationCheck:
-    problems = [f"{rel}: {r.problem}" for rel, r in reports if r.problem]
+    allowed = [os.path.realpath(root), *_annex_stores(root, rowset.index.pipelines),
+               *(os.path.realpath(os.path.expanduser(p)) for p in rowset.schema.allow_outside)]
+    outside: list[str] = []
+    for path in claimed(rowset):
+        real = os.path.realpath(root / path)
+        if not any(real == a or real.startswith(a.rstrip(os.sep) + os.sep) for a in allowed):
+            outside.append(f"{shown(path)} -> {shown(real)}")
     return ValidationCheck(
-        name="images decompress and parse", expected=len(reports),
-        actual=len(reports) - len(problems), passed=not problems,
-        details="\n".join(problems[:20]) + (f"\n... {len(problems) - 20} more" if len(problems) > 20 else "")
-        + ("\nRe-export or re-download these files; they would fail to load for users."
-           if problems else ""),
-    )
+        name="claimed files inside the dataset", expected=0, actual=len(outside),
+        passed=not outside,
+        details=first_lines(outside, 20) + (
+            "\nThese are symbolic links to files outside the BIDS root. Copy the files into "
+            "the dataset, or, if that folder is meant to be published with it, list it in "
+            "schema.py: Schema(..., allow_outside=['/path/to/folder'])." if outside else ""))
 
 
-_T = TypeVar("_T")
-_R = TypeVar("_R")
+def _annex_stores(root: Path, pipelines: Mapping[str, object]) -> Iterator[str]:
+    """The git-annex object stores of the dataset and of its derivatives (DataLad
+    subdatasets keep theirs in the superdataset's .git/modules)."""
+    for folder in [root, *(root / "derivatives" / p for p in pipelines)]:
+        git = folder / ".git"
+        if git.is_file():  # "gitdir: ../.git/modules/x"
+            text = git.read_text(encoding="utf-8", errors="replace").strip()
+            if text.startswith("gitdir:"):
+                git = (folder / text.split(":", 1)[1].strip())
+        if git.is_dir():
+            yield os.path.realpath(git / "annex" / "objects")
 
 
-def _map(fn: Callable[[_T], _R], items: list[_T], num_proc: int) -> list[_R]:
-    if num_proc <= 1 or len(items) < 8:
-        return [fn(i) for i in items]
-    with ProcessPoolExecutor(max_workers=num_proc) as pool:
-        return list(pool.map(fn, items, chunksize=max(1, len(items) // (num_proc * 8))))
-
-
-@dataclass(frozen=True)
-class NiftiReport:
-    problem: str | None  # None: a complete NIfTI-1 image
-    phi: tuple[Finding, ...] = ()
-
-
-def _inspect_job(job: tuple[str, str, bool]) -> NiftiReport:
-    return inspect_nifti(*job)
-
-
-def check_nifti(path: str) -> str | None:
-    """``None`` if the file is a complete NIfTI-1 image, else what is wrong with it."""
-    problem = inspect_nifti(path, path, full=True).problem
-    return None if problem is None else f"{path}: {problem}"
-
-
-def inspect_nifti(path: str, rel: str, full: bool = True) -> NiftiReport:
-    """Decompress the image (all of it when ``full``; else its first MB), check that it is a
-    complete NIfTI-1 file, and scan its header text and extensions for personal data."""
-    head = bytearray()
-    total = 0
-    try:
-        with open(path, "rb") as raw:
-            gz = raw.read(2) == b"\x1f\x8b"
-            raw.seek(0)
-            if path.endswith(".gz") and not gz:
-                return NiftiReport("named .gz but not gzip-compressed")
-            stream = gzip.GzipFile(fileobj=raw) if gz else raw
-            while chunk := stream.read(_CHUNK):
-                if len(head) < _HEAD_LIMIT:
-                    head += chunk[: _HEAD_LIMIT - len(head)]
-                total += len(chunk)
-                if not full and len(head) >= _HEAD_LIMIT:
-                    break
-    except (OSError, EOFError, zlib.error) as err:
-        return NiftiReport(f"cannot be decompressed ({type(err).__name__}: {err}); "
-                           "truncated or corrupt")
-    if len(head) < 348:
-        return NiftiReport(f"{total} bytes, too short for a NIfTI header")
-    sizeof_hdr_le = struct.unpack("<i", bytes(head[:4]))[0]
-    sizeof_hdr_be = struct.unpack(">i", bytes(head[:4]))[0]
-    if 540 in (sizeof_hdr_le, sizeof_hdr_be):
-        return NiftiReport("NIfTI-2; datasets' Nifti feature decodes NIfTI-1 only. Convert it "
-                           "(e.g. nibabel: nib.Nifti1Image(img.dataobj, img.affine, img.header))")
-    if 348 not in (sizeof_hdr_le, sizeof_hdr_be):
-        return NiftiReport(f"not a NIfTI file (header size field is {sizeof_hdr_le})")
-    try:
-        header = nib.Nifti1Header.from_fileobj(io.BytesIO(bytes(head[:348])))
-        shape = header.get_data_shape()
-        itemsize = header.get_data_dtype().itemsize
-        offset = int(header.get_data_offset())
-    except Exception as err:  # noqa: BLE001  (nibabel raises several types for bad headers)
-        return NiftiReport(f"NIfTI header does not parse ({type(err).__name__}: {err})")
-    phi = tuple(scan_nifti_header(rel, bytes(head[: max(offset, 352)])))
-    needed = offset + int(np.prod(shape, dtype=np.int64)) * itemsize
-    if full and total < needed:
-        return NiftiReport(f"truncated, {total} bytes of image data where the header "
-                           f"promises {needed}", phi)
-    return NiftiReport(None, phi)

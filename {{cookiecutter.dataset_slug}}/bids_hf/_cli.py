@@ -1,9 +1,10 @@
-"""push.py's command line: index -> rows -> checks -> plan -> shards -> stage -> verify -> upload.
+"""push.py's command line: the pipeline (``_pipeline``) with a line of output per step.
 
-Each stage prints one line; everything that can fail before building does so before a
-single shard is written. Exit codes: 0 success, 1 a check or verification failed, 2 bad
-input or usage (the message says which file and what to do), 3 the upload failed.
-Messages go to stderr; stdout carries only results (the inferred schema, the summary).
+Everything that can fail before building does so before a shard is written. Messages go to
+stderr; stdout carries only results (the inferred schema, the summary). Exit codes, one per
+category of ``_errors``: 0 success, 1 a check failed (the files are named), 2 bad input or
+usage, 3 the Hub, 4 this machine (disk, lock, a missing package), 70 a bug (a traceback to
+report), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,12 +20,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._util import human_bytes
+from ._errors import (
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    BidsHfError,
+    HubError,
+    InputError,
+)
+from ._util import human_bytes, shown
 
 if TYPE_CHECKING:
     from ._builder import BidsBuilder
+    from ._pipeline import Options
+    from ._rows import RowSet
 
-EXIT_OK, EXIT_CHECKS, EXIT_INPUT, EXIT_UPLOAD = 0, 1, 2, 3
+EXIT_CHECKS, EXIT_INPUT, EXIT_UPLOAD = EXIT_CODES["checks"], EXIT_CODES["input"], EXIT_CODES["hub"]
 
 
 def build_parser(prog: str = "push.py") -> argparse.ArgumentParser:
@@ -32,15 +43,27 @@ def build_parser(prog: str = "push.py") -> argparse.ArgumentParser:
         prog=prog,
         description="Validate a BIDS dataset, build Parquet shards with the NIfTI bytes "
                     "embedded, stage them with a dataset card, verify, and optionally upload.",
+        epilog="Exit codes: 0 ok, 1 a check failed, 2 bad input, 3 the Hub, 4 this machine "
+               "(disk, lock, missing package), 70 a bug, 130 interrupted.",
     )
     p.add_argument("--bids-root", type=Path, default=os.environ.get("BIDS_ROOT"),
                    help="the BIDS dataset folder (default: $BIDS_ROOT)")
     p.add_argument("--out", type=Path,
-                   help="staging folder (default: staging/<dataset>/<revision>)")
+                   help="staging folder (default: staging/<dataset>-<revision>)")
     p.add_argument("--infer-schema", action="store_true",
-                   help="print a proposed schema.py for --bids-root and exit")
+                   help="propose a schema.py for --bids-root (printed; with --write, saved)")
+    p.add_argument("--write", action="store_true",
+                   help="with --infer-schema: replace schema.py, keeping the old one as a "
+                        "timestamped .bak file")
+    p.add_argument("--review", action="store_true",
+                   help="serve a review page of every row on 127.0.0.1 (images from --out's "
+                        "shards when given) until interrupted")
+    p.add_argument("--port", type=int, default=0, help="port of --review (default: any free)")
     p.add_argument("--repo-id", help="upload to this Hub dataset repo (ORG/NAME)")
     p.add_argument("--public", action="store_true", help="create the repo public (default private)")
+    p.add_argument("--affirm-defaced", action="store_true",
+                   help="attest that anatomical images are defaced (needed for --public "
+                        "unless schema.py says Privacy(defaced=...))")
     p.add_argument("--revision", default="main", help="branch to upload to (default: main)")
     p.add_argument("--create-pr", action="store_true",
                    help="upload as a pull request (the remote check then runs on merge)")
@@ -55,15 +78,16 @@ def build_parser(prog: str = "push.py") -> argparse.ArgumentParser:
     p.add_argument("--verify-only", action="store_true",
                    help="only compare the Hub copy of --repo-id with --out's manifest")
     p.add_argument("--max-retries", type=int, default=5,
-                   help="retries of a failed Hub request before giving up (default 5)")
+                   help="retries of a failed Hub request (0: try once; default 5)")
     p.add_argument("--http-timeout", type=float, default=300.0,
-                   help="seconds to wait on one Hub request before retrying (default 300)")
+                   help="seconds one Hub request may stall before it is retried (default 300)")
     p.add_argument("--max-shard-size",
                    help="largest shard (default: as in OUT's saved plan, else 500MB)")
     p.add_argument("--row-group-size",
                    help="largest row group; peak memory grows with it (default: as in OUT's "
                         "saved plan, else 64MB)")
-    p.add_argument("--num-proc", type=int, default=1, help="processes for checks and shards")
+    p.add_argument("--num-proc", type=int, default=None,
+                   help="CPUs to use (default: every CPU this process may use)")
     p.add_argument("--plan-only", action="store_true",
                    help="write the shard plan to OUT/.bids_hf/plan.json and exit")
     p.add_argument("--shards", metavar="I-J",
@@ -71,143 +95,173 @@ def build_parser(prog: str = "push.py") -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="NIfTI files claimed by no column, and BIDS validator errors, block")
     p.add_argument("--allow-phi", action="store_true",
-                   help="upload even if fields that look like personal information are found")
+                   help="make every privacy finding a warning (a last resort: prefer "
+                        "Privacy(allow=..., drop=...) in schema.py)")
     p.add_argument("--no-integrity", action="store_true",
-                   help="skip decompressing every image before the build (not recommended)")
+                   help="do not inflate every image in full while building (headers are "
+                        "still checked; not recommended)")
     p.add_argument("--no-bids-validator", action="store_true",
                    help="skip the official BIDS validator even if it is installed")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
-def main(load_builder: Callable[[], type[BidsBuilder]], argv: Sequence[str] | None = None) -> int:
+def options_from(args: argparse.Namespace) -> Options:
+    from ._pipeline import Options
+
+    return Options(
+        max_shard_size=args.max_shard_size, row_group_size=args.row_group_size,
+        num_proc=args.num_proc, integrity=not args.no_integrity,
+        bids_validator=not args.no_bids_validator, strict=args.strict,
+        allow_phi=args.allow_phi, progress=not args.no_progress, private=not args.public,
+        revision=args.revision, create_pr=args.create_pr, verify_remote=args.verify_remote,
+        check_load=args.check_load, max_retries=args.max_retries,
+        http_timeout=args.http_timeout, affirm_defaced=args.affirm_defaced)
+
+
+def main(load_builder: Callable[[], type[BidsBuilder]], argv: Sequence[str] | None = None, *,
+         schema_file: Path | None = None) -> int:
     """Run push.py. ``load_builder`` imports the dataset module (and with it schema.py)
-    inside the error handling, so a mistake in schema.py gets a message, not a crash."""
+    inside the error handling, so a mistake in schema.py gets a message, not a crash;
+    ``schema_file`` is where ``--infer-schema --write`` writes."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    remote_only = args.upload_only or args.verify_only
-    if remote_only:
-        if not (args.repo_id and args.out):
-            _say("error: --upload-only and --verify-only need --repo-id and --out.")
-            return EXIT_INPUT
-    elif args.bids_root is None:
-        _say("error: --bids-root is required (or set BIDS_ROOT).")
-        return EXIT_INPUT
+    if args.no_progress:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # the upload's bars too
     try:
-        if remote_only:
-            return _upload(args, args.out, image_columns=None, split=None)
-        builder = _load(load_builder, args.infer_schema)
+        _usage(args)
+        if args.infer_schema:
+            return _infer(args, schema_file)
+        if args.upload_only or args.verify_only:
+            return _upload(args, options_from(args), args.out, rowset=None)
+        builder = _load(load_builder)
         return _run(builder, args)
     except KeyboardInterrupt:
-        _say("interrupted; rerun the same command to resume.")
-        return EXIT_CHECKS
-    except _input_errors() as err:
+        _say("interrupted. Rerun the same command to resume: finished shards are kept.")
+        return EXIT_INTERRUPTED
+    except BidsHfError as err:
         _say(f"error: {err}")
-        return EXIT_INPUT
-    except Exception:  # noqa: BLE001  (unexpected: show the traceback, it is a bug to report)
+        if err.resumable:
+            _say("Rerun the same command to resume: finished shards are reused.")
+        return err.exit_code
+    except Exception:  # noqa: BLE001  (unforeseen: show the traceback, it is a bug to report)
         _say(traceback.format_exc())
-        _say("error: unexpected failure (traceback above). Rerunning resumes from the last "
-             "finished shard.")
-        return EXIT_CHECKS
+        _say("error: unexpected failure (traceback above); please report it with the command "
+             "you ran. Nothing unverified was uploaded.")
+        return EXIT_CODES["bug"]
 
 
-def _load(load_builder: Callable[[], type[BidsBuilder]], inferring: bool) -> type[BidsBuilder] | None:
-    from ._schema import SchemaError
+def _usage(args: argparse.Namespace) -> None:
+    """Mistakes in the command itself, found before any work."""
+    if (args.upload_only or args.verify_only) and not (args.repo_id and args.out):
+        raise InputError("--upload-only and --verify-only need --repo-id and --out.")
+    if not (args.upload_only or args.verify_only) and args.bids_root is None:
+        raise InputError("--bids-root is required (or set BIDS_ROOT).")
+    if args.write and not args.infer_schema:
+        raise InputError("--write goes with --infer-schema.")
+    if args.max_retries < 0:
+        raise InputError("--max-retries must be 0 (try once) or more.")
+    if args.repo_id:
+        from huggingface_hub.errors import HFValidationError
+        from huggingface_hub.utils import validate_repo_id
 
+        try:
+            validate_repo_id(args.repo_id)
+            if "/" not in args.repo_id:
+                raise HFValidationError("it needs a namespace")
+        except HFValidationError as err:
+            raise InputError(f"--repo-id {args.repo_id!r} is not a Hub repo id ({err}). "
+                             "Use ORG/NAME, e.g. my-lab/arc-aphasia.") from None
+
+
+def _load(load_builder: Callable[[], type[BidsBuilder]]) -> type[BidsBuilder]:
     try:
         return load_builder()
-    except SchemaError as err:
-        if inferring:  # --infer-schema is how a broken schema.py gets replaced
-            return None
-        raise SchemaError(f"schema.py: {err}") from err
+    except BidsHfError as err:
+        raise InputError(f"schema.py: {err}") from None
+    except (SyntaxError, ImportError, NameError, TypeError, AttributeError) as err:
+        where = f" (line {err.lineno})" if isinstance(err, SyntaxError) and err.lineno else ""
+        raise InputError(
+            f"schema.py could not be loaded{where}: {type(err).__name__}: {err}. Fix it, or "
+            "propose a new one with `python push.py --bids-root ROOT --infer-schema --write` "
+            "(the current file is kept as a .bak).") from None
 
 
-def _input_errors() -> tuple[type[Exception], ...]:
-    from ._index import BidsIndexError
-    from ._plan import PlanError
-    from ._schema import SchemaError
-    from ._stage import StagingError
-    from ._tables import TableError
+def _infer(args: argparse.Namespace, schema_file: Path | None) -> int:
+    from ._infer import infer_schema, write_schema
 
-    return (BidsIndexError, SchemaError, TableError, PlanError, StagingError, FileNotFoundError)
+    index = _index(args)
+    text = infer_schema(index)
+    if not args.write:
+        print(text, end="")
+        return EXIT_OK
+    target = schema_file or Path("schema.py")
+    backup = write_schema(target, text)
+    kept = f" (the previous one is kept as {backup.name})" if backup else ""
+    _say(f"wrote {target}{kept}. Review it, then run:\n  python push.py --bids-root "
+         f"{shown(str(args.bids_root))} --out staging/check")
+    return EXIT_OK
 
 
-def _run(builder: type[BidsBuilder] | None, args: argparse.Namespace) -> int:
-    from ._engine import check, stage_verified
+def _index(args: argparse.Namespace) -> Any:
     from ._index import index_bids
-    from ._infer import infer_schema
-    from ._plan import DEFAULT_MAX_SHARD_SIZE, DEFAULT_ROW_GROUP_SIZE, plan_shards, read_plan
-    from ._rows import assemble_rows
-    from ._schema import Schema
-    from ._shards import STATE_DIR, build_shards
-    from ._stage import claim_staging_dir
 
     t0 = time.perf_counter()
     index = index_bids(args.bids_root)
     _say(f"index: {len(index.files)} files ({len(index.nifti_on_disk)} NIfTI), "
          f"{len(index.subjects)} subjects, {len(index.pipelines)} derivatives pipeline(s) "
          f"in {time.perf_counter() - t0:.1f} s")
-    if args.infer_schema:
-        print(infer_schema(index), end="")
-        return EXIT_OK
+    return index
 
-    assert builder is not None
-    schema: Schema = builder.SCHEMA
-    if args.strict and not schema.strict:
-        from dataclasses import replace
 
+def _run(builder: type[BidsBuilder], args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ._pipeline import check, plan, save_plan_only, stage
+    from ._rows import assemble_rows
+
+    options = options_from(args)
+    t0 = time.perf_counter()
+    schema = builder.SCHEMA
+    if options.strict and not schema.strict:
         schema = replace(schema, strict=True)
-    rowset = assemble_rows(index, schema)
+    if args.repo_id:
+        _hub_preflight(args, schema)
+    rowset = assemble_rows(_index(args), schema)
     _say(f"rows: {len(rowset.rows)} ({schema.row}s) x {len(rowset.features)} columns, "
          f"{len(rowset.claimed)} images claimed, {len(rowset.unclaimed)} unclaimed")
-    result = check(rowset, integrity=not args.no_integrity, num_proc=args.num_proc,
-                   allow_phi=args.allow_phi, bids_validator=not args.no_bids_validator)
+    if args.review:
+        return _review(rowset, args, options)
+    result = check(rowset, options)
     _say(result.summary())
     if not result.all_passed:
         _say(f"error: {len(result.failures)} check(s) failed; nothing was built.")
         return EXIT_CHECKS
 
     meta = builder.card_meta(args.repo_id)
-    out: Path = args.out or Path("staging") / meta.slug / args.revision.replace("/", "_")
-    plan_file = out / STATE_DIR / "plan.json"
-    saved = read_plan(plan_file) if plan_file.exists() else None
-    # Sizes given here win; else those of the saved plan, so job-array tasks and the final
-    # run agree with --plan-only without repeating its options.
-    plan = plan_shards(
-        rowset,
-        args.max_shard_size or (saved.max_shard_size if saved else DEFAULT_MAX_SHARD_SIZE),
-        args.row_group_size or (saved.row_group_size if saved else DEFAULT_ROW_GROUP_SIZE),
-    )
-    _say(f"plan: {plan.describe()}, fingerprint {plan.fingerprint[:12]}")
+    out: Path = args.out or Path("staging") / f"{meta.slug}-{args.revision.replace('/', '_')}"
+    shard_plan = plan(rowset, out, options)
+    _say(f"plan: {shard_plan.describe()}, fingerprint {shard_plan.fingerprint[:12]}")
     if args.plan_only:
-        claim_staging_dir(out, meta.slug)
-        plan_file.write_text(plan.to_json(), encoding="utf-8")
-        for i, spec in enumerate(plan.shards):
+        save_plan_only(rowset, out, meta, shard_plan)
+        for i, spec in enumerate(shard_plan.shards):
             print(f"{i}\t{spec.name}\t{len(spec.rows)} rows\t{human_bytes(spec.nbytes)}")
-        _say(f"plan written to {plan_file}; build with --shards I-J (indices 0-"
-             f"{len(plan.shards) - 1}), e.g. as a SLURM job array:\n"
-             f"  BIDS_ROOT={args.bids_root} OUT={out} sbatch --array=0-{len(plan.shards) - 1} "
-             "slurm/build_shards.sbatch")
+        _say(f"plan written to {out}/.bids_hf/plan.json; build with --shards I-J (indices 0-"
+             f"{len(shard_plan.shards) - 1}), e.g. as a SLURM job array:\n"
+             f"  BIDS_ROOT={args.bids_root} OUT={out} sbatch --array=0-"
+             f"{len(shard_plan.shards) - 1} slurm/build_shards.sbatch")
         return EXIT_OK
     if args.shards:
-        claim_staging_dir(out, meta.slug)
-        if saved is None:
-            _say("error: --shards needs the plan: run --plan-only with the same --out first.")
-            return EXIT_INPUT
-        if saved.fingerprint != plan.fingerprint:
-            _say(f"error: the data or schema changed since {plan_file} was written; rerun "
-                 "--plan-only, then the job array.")
-            return EXIT_INPUT
-        chosen = plan.select(args.shards)
-        records = build_shards(rowset, plan, out, only=chosen, num_proc=args.num_proc,
-                               progress=not args.no_progress)
-        _say(f"built shards {args.shards}: {len(records)} shard(s), "
-             f"{human_bytes(sum(r.size for r in records.values()))}")
-        return EXIT_OK
+        return _build_some(rowset, out, meta, options, shard_plan, args.shards)
 
     t1 = time.perf_counter()
-    staged = stage_verified(rowset, plan, out, meta, card_source=_card_source(builder),
-                            num_proc=args.num_proc, progress=not args.no_progress)
+    staged = stage(rowset, out, meta, options, shard_plan=shard_plan,
+                   card_source=_card_source(builder), say=_say)
+    _say(staged.checks.summary())
+    if staged.manifest is None or not staged.checks.all_passed:
+        _say("error: the images did not pass; nothing was marked verified or uploaded."
+             + (" Shards holding bad images were not kept." if staged.build.bad else ""))
+        return EXIT_CHECKS
     manifest = staged.manifest
     _say(f"staged: {out} ({len(manifest.shards)} shard(s), "
          f"{human_bytes(sum(s['size'] for s in manifest.shards))}) in "
@@ -218,50 +272,84 @@ def _run(builder: type[BidsBuilder] | None, args: argparse.Namespace) -> int:
         return EXIT_CHECKS
     _summary(out, manifest, rowset, time.perf_counter() - t0)
     if args.repo_id:
-        return _upload(args, out, image_columns=rowset.image_columns, split=rowset.splits[0])
+        return _upload(args, options, out, rowset=rowset)
     return EXIT_OK
 
 
-def _upload(args: argparse.Namespace, out: Path, image_columns: dict[str, bool] | None,
-            split: str | None) -> int:
-    import httpx2
-    from huggingface_hub.utils import get_session
+def _build_some(rowset: RowSet, out: Path, meta: Any, options: Options, shard_plan: Any,
+                spec: str) -> int:
+    from ._pipeline import build_only
+    from ._state import load_plan
 
-    from ._engine import publish_verified
-    from ._hub import HubError, RetryPolicy, check_load, verify_remote
+    saved = load_plan(out)
+    if saved is None:
+        raise InputError(f"--shards needs the plan: run --plan-only with --out {out} first.")
+    if (saved.fingerprint, saved.sources_stamp) != (shard_plan.fingerprint,
+                                                    shard_plan.sources_stamp):
+        raise InputError(f"the data or schema changed since {out}/.bids_hf/plan.json was "
+                         "written; rerun --plan-only, then the job array.")
+    built = build_only(rowset, out, meta, options, shard_plan, [spec])
+    if built.bad:
+        _say("error: some images are not intact; their shards were not written:\n"
+             + "\n".join(f"  {b}" for b in built.bad[:20]))
+        return EXIT_CHECKS
+    _say(f"built shards {spec}: {len(built.built)} written, {len(built.reused)} reused, "
+         f"{human_bytes(sum(r.size for r in built.records.values()))}")
+    return EXIT_OK
 
-    # huggingface_hub's shared client has no timeout: a stalled connection would hang the
-    # upload forever. Bound every request; a timed-out one is retried (with_retries).
-    get_session().timeout = httpx2.Timeout(args.http_timeout, connect=30.0)
-    policy = RetryPolicy(attempts=max(1, args.max_retries + 1))
-    revision, result = args.revision, None
-    full = args.verify_remote == "full"
-    try:
-        if args.verify_only:
-            checks = verify_remote(out, args.repo_id, revision=revision, full=full,
-                                   policy=policy, say=_say)
-        else:
-            result, checks = publish_verified(
-                out, args.repo_id, private=not args.public, revision=args.revision,
-                create_pr=args.create_pr, full=full, policy=policy, say=_say)
-            revision = result.revision
-            _say(f"uploaded {len(result.uploaded)} file(s), {len(result.unchanged)} unchanged, "
-                 f"{len(result.deleted)} stale deleted; commit "
-                 f"{result.commit or '(none needed)'} on {revision}")
-    except HubError as err:
-        _say(f"error: {err}")
-        return EXIT_UPLOAD
-    if args.check_load and image_columns is not None and split is not None:
-        checks.add(check_load(args.repo_id, split, image_columns, revision=revision))
+
+def _hub_preflight(args: argparse.Namespace, schema: Any) -> None:
+    """What would make the upload fail, found before the build: no token, and a public
+    upload without the defacing attestation."""
+    from huggingface_hub import get_token
+
+    defaced = schema.privacy.defaced or ("yes" if args.affirm_defaced else None)
+    if args.public and defaced is None:
+        raise InputError(
+            "--public needs an attestation that anatomical images are defaced, or that the "
+            "dataset needs none: set privacy=Privacy(defaced='yes' or 'not-needed') in "
+            "schema.py, or pass --affirm-defaced. Look at them first: push.py --review.")
+    if defaced is None:
+        _say("note: no defacing attestation (Privacy(defaced=...) in schema.py); fine for a "
+             "private upload, required before the repo is made public.")
+    if not get_token():
+        raise HubError("no Hugging Face token found: set HF_TOKEN to a token with write "
+                       "access (https://huggingface.co/settings/tokens), or run "
+                       "`hf auth login`. Nothing was built.")
+
+
+def _review(rowset: RowSet, args: argparse.Namespace, options: Options) -> int:
+    from ._pipeline import review
+
+    review(rowset, options, staged=args.out, port=args.port, say=_say)
+    return EXIT_OK
+
+
+def _upload(args: argparse.Namespace, options: Options, out: Path, rowset: RowSet | None) -> int:
+    from ._pipeline import publish, verify_published
+
+    result = None
+    if args.verify_only:
+        checks = verify_published(out, args.repo_id, options, say=_say)
+    else:
+        published = publish(out, args.repo_id, options,
+                            image_columns=rowset.image_columns if rowset else None,
+                            split=rowset.splits[0] if rowset else None, say=_say)
+        result, checks = published.result, published.remote
+        assert result is not None
+        _say(f"uploaded {len(result.uploaded)} file(s), {len(result.unchanged)} unchanged, "
+             f"{len(result.deleted)} stale deleted; commit "
+             f"{result.commit or '(none needed)'} on {result.revision}")
     _say(checks.summary())
     if not checks.all_passed:
-        _say("error: the Hub copy does not match the staged folder (files named above).")
+        _say("error: the Hub copy does not match the staged folder (files named above). "
+             "Rerun the same command to upload them again.")
         return EXIT_CHECKS
     if result is None:
-        print(f"OK: the Hub copy of {args.repo_id} ({revision}) matches {out}.")
+        print(f"OK: the Hub copy of {args.repo_id} ({args.revision}) matches {out}.")
     else:
         print(f"Published {args.repo_id} ({'private' if result.private else 'public'}, "
-              f"{revision}): {result.url}")
+              f"{result.revision}): {result.url}")
     return EXIT_OK
 
 
@@ -274,11 +362,13 @@ def _card_source(builder: type[Any]) -> str | None:
     return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
-def _summary(out: Path, manifest: Any, rowset: Any, seconds: float) -> None:
+def _summary(out: Path, manifest: Any, rowset: RowSet, seconds: float) -> None:
     rows = sum(s["num_examples"] for s in manifest.splits.values())
+    split = rowset.splits[0]
     print(f"OK: {rows} rows, {len(rowset.features)} columns, {len(manifest.shards)} shard(s), "
           f"{human_bytes(sum(s['size'] for s in manifest.shards))} staged in {out} "
-          f"({seconds:.1f} s). Load it with datasets.load_dataset({str(out)!r}, split=...).")
+          f"({seconds:.1f} s). Load it with "
+          f"datasets.load_dataset({str(out)!r}, split={split!r}, streaming=True).")
 
 
 def _say(message: str) -> None:

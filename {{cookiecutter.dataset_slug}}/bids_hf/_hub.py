@@ -20,9 +20,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,40 +33,56 @@ import httpx2
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_url
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.hf_api import RepoFile
-from huggingface_hub.utils import build_hf_headers, get_session
+from huggingface_hub.utils import build_hf_headers, get_session, set_client_factory
 
-from ._shards import STATE_DIR
-from ._stage import Manifest
-from ._util import natural_key, sha256_file
-from ._validate import ValidationCheck, ValidationResult
+from ._errors import HubError
+from ._results import ValidationCheck, ValidationResult
+from ._state import Manifest, is_verified
+from ._util import natural_key
 
-VERIFIED = "verified.json"
 TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 _T = TypeVar("_T")
 
 
-class HubError(RuntimeError):
-    """Publishing failed; the message says why and what to do (never the token)."""
+# -- timeouts ------------------------------------------------------------------------------------
 
 
-# -- local verification marker -----------------------------------------------------------------
+class _BoundedTransport(httpx2.HTTPTransport):
+    """Fills in a timeout wherever a request has none. huggingface_hub's client has no
+    timeout, and some calls pass ``timeout=None`` explicitly (tree listing, paths-info):
+    a stalled connection would hang the run forever instead of being retried."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self._bound = {"connect": min(30.0, seconds), "read": seconds, "write": seconds,
+                       "pool": seconds}
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        given = request.extensions.get("timeout") or {}
+        bounded = {k: given[k] if given.get(k) is not None else bound
+                   for k, bound in self._bound.items()}
+        request.extensions = {**request.extensions, "timeout": bounded}
+        return super().handle_request(request)
 
 
-def _manifest_digest(out: Path) -> str:
-    return sha256_file(out / STATE_DIR / "manifest.json")
+@contextlib.contextmanager
+def http_timeout(seconds: float) -> Iterator[None]:
+    """Bound every huggingface_hub request made inside the block by ``seconds`` (then give
+    the previous client back)."""
+    from huggingface_hub.utils import _http
 
+    previous = _http._GLOBAL_CLIENT_FACTORY  # no public getter; restored as it was
 
-def mark_verified(out: Path) -> None:
-    (out / STATE_DIR / VERIFIED).write_text(
-        json.dumps({"manifest_sha256": _manifest_digest(out)}) + "\n", encoding="utf-8")
+    def factory() -> httpx2.Client:
+        return httpx2.Client(transport=_BoundedTransport(seconds),
+                             event_hooks={"request": [_http.hf_request_event_hook]},
+                             follow_redirects=True, timeout=seconds)
 
-
-def is_verified(out: Path) -> bool:
+    set_client_factory(factory)
     try:
-        marker = json.loads((out / STATE_DIR / VERIFIED).read_text(encoding="utf-8"))
-        return bool(marker.get("manifest_sha256") == _manifest_digest(out))
-    except (OSError, ValueError):
-        return False
+        yield
+    finally:
+        set_client_factory(previous)
 
 
 # -- retries -------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -30,18 +30,18 @@ from typing import Any
 import bids2table
 import pyarrow as pa
 
+from ._entities import NON_ENTITY_COLUMNS, parse_name
+from ._errors import InputError
 from ._util import natural_key
 
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 _SUBJECT_DIR = re.compile(r"^sub-[A-Za-z0-9]+$")
 _SESSION_DIR = re.compile(r"^ses-[A-Za-z0-9]+$")
-# Index columns of bids2table that are bookkeeping, not entities.
-_NON_ENTITY_COLUMNS = {"dataset", "root", "path", "extra_entities"}
 # Never descend into these while walking for images: VCS and tool state, not data.
 _SKIP_DIRS = {".git", ".datalad", ".heudiconv", ".bids_hf", "__pycache__"}
 
 
-class BidsIndexError(ValueError):
+class BidsIndexError(InputError, ValueError):
     """The folder cannot be indexed as BIDS (missing, not a directory, no subjects)."""
 
 
@@ -55,6 +55,8 @@ class BidsFile:
     size: int  # -1 when the file cannot be read (e.g. a broken annex symlink)
     mtime_ns: int
     bids_named: bool = True  # False: found by the NIfTI walk, entities read from folders
+    ctime_ns: int = 0  # changes on any write, even one that restores size and mtime
+    bidsignored: bool = False  # listed in .bidsignore: only a glob column can claim it
 
     @property
     def subject(self) -> str:
@@ -103,8 +105,8 @@ class BidsIndex:
     pipelines: dict[str, dict[str, Any]]  # pipeline -> its dataset_description.json
     subjects: list[str]  # labels of sub-* folders of the raw dataset, natural order
     sessions: dict[str, list[str]]  # subject -> labels of its ses-* folders
-    nifti_on_disk: list[str]  # every NIfTI under the root (not ignored), BIDS-relative
-    ignored: list[str] = field(default_factory=list)  # files skipped because of .bidsignore
+    nifti_on_disk: list[str]  # every NIfTI under the root (.bidsignore'd too), BIDS-relative
+    ignored: list[str] = field(default_factory=list)  # files listed in .bidsignore
     unreadable: list[str] = field(default_factory=list)  # broken links / unreadable files
     _listings: dict[Path, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
@@ -136,15 +138,32 @@ class BidsIndex:
         """The JSON metadata of ``file``, merged top-down per the inheritance principle."""
         merged: dict[str, Any] = {}
         for path in self.inherited(file, ".json"):
-            try:
-                merged.update(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, json.JSONDecodeError) as err:
-                raise BidsIndexError(
-                    f"Cannot read JSON sidecar {path.relative_to(self.root)}: {err}. "
-                    "Fix or remove the file (it applies to "
-                    f"{file.path} by BIDS inheritance)."
-                ) from err
+            data = read_json_file(path, self.root, f"it applies to {file.path} by BIDS "
+                                                   "inheritance")
+            if isinstance(data, dict):
+                merged.update(data)
         return merged
+
+    def data_dictionary(self, table: str) -> dict[str, Any]:
+        """The BIDS data dictionary of a table (``participants.json`` for
+        ``participants.tsv``): column -> {Description, Units, Levels...}; {} when absent."""
+        path = self.root / (table.removesuffix(".tsv") + ".json")
+        if not path.is_file():
+            return {}
+        data = read_json_file(path, self.root, f"the data dictionary of {table}")
+        return {k: v for k, v in data.items() if isinstance(v, dict)} \
+            if isinstance(data, dict) else {}
+
+    def sidecar_sources(self, file: BidsFile) -> dict[str, str]:
+        """Sidecar key -> the BIDS-relative JSON file its value comes from (the most specific
+        file of the inheritance chain that sets it)."""
+        where: dict[str, str] = {}
+        for path in self.inherited(file, ".json"):
+            data = read_json_file(path, self.root, "")
+            if isinstance(data, dict):
+                rel = path.relative_to(self.root).as_posix()
+                where.update(dict.fromkeys(data, rel))
+        return where
 
     def companion(self, file: BidsFile, extension: str) -> Path | None:
         """The nearest file with ``extension`` (e.g. ``.bval``) that applies to ``file``."""
@@ -179,15 +198,20 @@ def index_bids(root: str | os.PathLike[str]) -> BidsIndex:
             if ignore.match(path):
                 ignored.append(path)
                 continue
-            size, mtime = _stat(root_path / path)
+            size, mtime, ctime = _stat(root_path / path)
             if size < 0:
                 unreadable.append(path)
-            files.append(BidsFile(path, pipeline, entities, size, mtime))
-    nifti = [p for p in _walk_nifti(root_path) if not ignore.match(p)]
+            files.append(BidsFile(path, pipeline, entities, size, mtime, ctime_ns=ctime))
+    # Every image on disk, .bidsignore'd ones too: those are indexed as non-BIDS files that
+    # only a glob column claims, and reported, so none vanishes silently.
+    nifti = list(_walk_nifti(root_path))
     indexed = {f.path for f in files}
     for path in nifti:
         if path not in indexed and (loose := _loose_file(root_path, path)) is not None:
+            if ignore.match(path):
+                loose = replace(loose, bidsignored=True)
             files.append(loose)
+    ignored += [p for p in nifti if ignore.match(p) and p not in ignored]
     files.sort(key=BidsFile.sort_key)
 
     subjects = sorted(
@@ -231,7 +255,7 @@ def _rows(table: pa.Table) -> Iterator[tuple[str, dict[str, str | int]]]:
     """(relative path, entities) per row of a bids2table index, skipping null entities."""
     columns = [
         name for name in table.column_names
-        if name not in _NON_ENTITY_COLUMNS and table.column(name).null_count < len(table)
+        if name not in NON_ENTITY_COLUMNS and table.column(name).null_count < len(table)
     ]
     values = {name: table.column(name).to_pylist() for name in columns}
     extras = table.column("extra_entities").to_pylist()
@@ -262,7 +286,7 @@ def _loose_file(root: Path, rel_path: str) -> BidsFile | None:
     pipeline = _pipeline_name(prefix)
     if prefix and pipeline is None:
         return None  # e.g. sourcedata/: not a dataset of this tree
-    entities: dict[str, str | int] = dict(bids2table.parse_bids_entities(parts[-1]))
+    entities: dict[str, str | int] = parse_name(parts[-1])
     entities["sub"] = parts[subject_at][4:]
     rest = parts[subject_at + 1:-1]
     if rest and _SESSION_DIR.match(rest[0]):
@@ -270,26 +294,38 @@ def _loose_file(root: Path, rel_path: str) -> BidsFile | None:
         rest = rest[1:]
     if rest and rest[0].isalpha() and rest[0].islower():
         entities["datatype"] = rest[0]
-    size, mtime = _stat(root / rel_path)
-    return BidsFile(rel_path, pipeline, entities, size, mtime, bids_named=False)
+    size, mtime, ctime = _stat(root / rel_path)
+    return BidsFile(rel_path, pipeline, entities, size, mtime, bids_named=False, ctime_ns=ctime)
 
 
-def _stat(path: Path) -> tuple[int, int]:
+def _stat(path: Path) -> tuple[int, int, int]:
     try:
         st = path.stat()  # follows the symlink to the annexed content, if present
     except OSError:
-        return -1, 0
-    return st.st_size, st.st_mtime_ns
+        return -1, 0, 0
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise BidsIndexError(f"Cannot read {path.name} at {path.parent}: {err}") from err
+    data = read_json_file(path, path.parent, "")
     return data if isinstance(data, dict) else {}
+
+
+def read_json_file(path: Path, root: Path, context: str) -> Any:
+    """A JSON file of the dataset, or a ``BidsIndexError`` naming it and what is wrong."""
+    rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        problem = "it is nested too deeply to read (thousands of levels)"
+    except (UnicodeDecodeError, ValueError) as err:
+        problem = f"it is not valid UTF-8 JSON ({err})"
+    except OSError as err:
+        problem = f"it cannot be read ({err.strerror})"
+    where = f" ({context})" if context else ""
+    raise BidsIndexError(f"Cannot read {rel}{where}: {problem}. Fix or remove the file.")
 
 
 def _walk_nifti(root: Path) -> Iterator[str]:

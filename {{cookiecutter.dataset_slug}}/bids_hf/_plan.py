@@ -8,24 +8,32 @@ embedded files and row groups of at most ``row_group_size`` bytes (a row larger 
 is its own row group), so names are known before anything is written and memory is
 bounded by one row group.
 
+Boundaries are content-defined, as Parquet's content-defined chunking is for pages: once a
+shard holds half its maximum, it ends after a row whose key hashes to a cut point (or when
+the next row would not fit). Adding or removing a subject therefore moves the boundaries of
+its own shard only; the other shards keep their rows and their bytes, and a re-publish
+sends little more than the new subject.
+
 Every shard carries a fingerprint of what it will contain (features, schema, its rows'
-values, and each source file's path, size and mtime): a shard on disk is reused only when
-its recorded fingerprint matches.
+values, each source file's path and size). A shard on disk is reused only when that
+fingerprint matches *and* its sources still hash to the bytes it embeds (``_shards``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ._errors import InputError
 from ._rows import Row, RowSet
 from ._util import human_bytes, parse_size, sha256_text
 
 #: Bumped when the bytes written for the same input would change (invalidates old shards).
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 DEFAULT_MAX_SHARD_SIZE = "500MB"
 # Peak memory is about: imports (~145 MB with datasets) + one row group + ~2 pages of the
 # largest image in pyarrow's writer. 64 MB keeps a build under 300 MB on ARC-sized images.
@@ -35,7 +43,7 @@ DEFAULT_ROW_GROUP_SIZE = "64MB"
 _ARROW_BINARY_LIMIT = 2**31 - 1 - (1 << 20)
 
 
-class PlanError(ValueError):
+class PlanError(InputError, ValueError):
     """The rows cannot be laid out (a single cell too large for Arrow, an empty split)."""
 
 
@@ -51,7 +59,7 @@ class ShardSpec:
 
     @property
     def name(self) -> str:
-        return f"data/{self.split}-{self.index:05d}-of-{self.count:05d}.parquet"
+        return shard_name(self.split, self.index, self.count)
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,9 @@ class ShardPlan:
     fingerprint: str
     max_shard_size: int
     row_group_size: int
+    # Every source's path, size and mtime: job-array tasks refuse to build from a tree that
+    # changed since --plan-only (shards themselves are checked by content when reused).
+    sources_stamp: str = ""
 
     @property
     def nbytes(self) -> int:
@@ -75,7 +86,11 @@ class ShardPlan:
 
     @classmethod
     def from_json(cls, text: str) -> ShardPlan:
-        data = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ShardPlan:
+        data = dict(data)
         shards = tuple(
             ShardSpec(**{**s, "rows": tuple(s["rows"]),
                          "row_groups": tuple(tuple(g) for g in s["row_groups"])})
@@ -109,7 +124,8 @@ def plan_shards(
     row_group_size: int | str = DEFAULT_ROW_GROUP_SIZE,
 ) -> ShardPlan:
     max_shard = parse_size(max_shard_size)
-    max_group = min(parse_size(row_group_size), max_shard)
+    # A row group's image column is one Arrow binary array (32-bit offsets).
+    max_group = min(parse_size(row_group_size), max_shard, _ARROW_BINARY_LIMIT)
     _check_cells(rowset)
     base = [FORMAT_VERSION, json.dumps(rowset.features.to_dict(), sort_keys=True),
             rowset.schema.fingerprint_text()]
@@ -120,7 +136,7 @@ def plan_shards(
         for n, shard_rows in enumerate(packed):
             groups = _pack(shard_rows, rowset.rows, max_group)
             spec_rows = tuple(shard_rows)
-            name = f"{split}-{n:05d}-of-{len(packed):05d}"
+            name = shard_name(split, n, len(packed))
             fp = sha256_text([*base, name, *(_row_text(rowset.rows[i]) for i in spec_rows),
                               json.dumps([len(g) for g in groups])])
             shards.append(ShardSpec(
@@ -135,11 +151,20 @@ def plan_shards(
         fingerprint=sha256_text([*base, *(s.fingerprint for s in shards)]),
         max_shard_size=max_shard,
         row_group_size=max_group,
+        sources_stamp=sha256_text(f"{f.path}\t{f.size}\t{f.mtime_ns}" for r in rowset.rows
+                                  for _, f in r.files()),
     )
 
 
+def shard_name(split: str, index: int, count: int) -> str:
+    """The file name of a shard, as ``datasets``' own ``push_to_hub`` names them."""
+    return f"data/{split}-{index:05d}-of-{count:05d}.parquet"
+
+
 def _pack(indices: Sequence[int], rows: list[Row], limit: int) -> list[list[int]]:
-    """Greedy contiguous packing: keep order, start a new bin when the next row won't fit."""
+    """Contiguous packing in order, with content-defined boundaries (see the module docstring):
+    a bin closes after a row that is a cut point once it is half full, or when the next row
+    would not fit."""
     bins: list[list[int]] = []
     current: list[int] = []
     size = 0
@@ -150,13 +175,23 @@ def _pack(indices: Sequence[int], rows: list[Row], limit: int) -> list[list[int]
             current, size = [], 0
         current.append(i)
         size += n
+        if size >= limit // 2 and _is_cut_point(rows[i].key):
+            bins.append(current)
+            current, size = [], 0
     if current:
         bins.append(current)
     return bins
 
 
+def _is_cut_point(key: str) -> bool:
+    """About one row in four, decided by the row's key alone (stable across runs)."""
+    return hashlib.sha256(key.encode()).digest()[0] < 64
+
+
 def _row_text(row: Row) -> str:
-    files = [(col, f.path, f.size, f.mtime_ns) for col, f in row.files()]
+    # Sizes, not mtimes: a copy that does not keep mtimes must not rebuild everything;
+    # changed content is caught by the source hashes checked before a shard is reused.
+    files = [(col, f.path, f.size) for col, f in row.files()]
     return json.dumps([row.key, row.split, files, _jsonable(row.values)], sort_keys=True)
 
 

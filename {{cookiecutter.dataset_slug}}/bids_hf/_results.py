@@ -1,4 +1,4 @@
-"""Validation results: one ``ValidationCheck`` per thing checked, gathered in a ``ValidationResult``.
+"""Check results: one ``ValidationCheck`` per thing checked, gathered in a ``ValidationResult``.
 
 Every stage reports here (row assembly, pre-build checks, post-staging verification), so
 push.py and the generated repo's tests print the same readable table and fail the same way.
@@ -59,13 +59,14 @@ class ValidationResult:
             return "(no checks)"
         rows = [("", "check", "expected", "actual")]
         for c in self.checks:
-            mark = "ok" if c.passed else ("FAIL" if c.severity == "error" else "warn")
+            mark = "ok" if c.passed else {"error": "FAIL", "warning": "warn", "info": "note"}[
+                c.severity]
             rows.append((mark, c.name, _short(c.expected), _short(c.actual)))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
         for c in self.checks:
             if not c.passed and c.details:
-                tag = "error" if c.severity == "error" else c.severity
+                tag = {"error": "error", "warning": "warning", "info": "note"}[c.severity]
                 lines.append(f"\n[{tag}] {c.name}:\n" + _indent(c.details))
         return "\n".join(lines)
 

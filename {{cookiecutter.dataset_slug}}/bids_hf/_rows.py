@@ -20,18 +20,17 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
-import bids2table
 import datasets
 from datasets import List, Nifti, Value
 
+from ._entities import entity_order, index_entities
 from ._index import BidsFile, BidsIndex
-from ._schema import Column, CompanionKind, Schema, SchemaError, index_entities
+from ._results import ValidationCheck
+from ._schema import Column, CompanionKind, Schema, SchemaError
 from ._tables import SESSIONS_TABLE, TableError, TableRow, load_table
-from ._util import natural_key, summarize_paths
-from ._validate import ValidationCheck
+from ._util import first_lines, natural_key, shown, summarize_paths
 
 IMAGE_COLUMN = "nifti"  # the image column of row="image" datasets
 _SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")  # what datasets accepts as a split name
@@ -130,17 +129,25 @@ def assemble_rows(index: BidsIndex, schema: Schema) -> RowSet:
     checks += _split_rows(schema, rows)
     checks.append(ValidationCheck(
         name="one file per single-valued cell", expected=0, actual=len(ambiguous),
-        passed=not ambiguous, details="\n".join(ambiguous[:20])
-        + (f"\n... and {len(ambiguous) - 20} more" if len(ambiguous) > 20 else ""),
+        passed=not ambiguous, details=first_lines(ambiguous, 20),
     ))
     if any(col.companions for col in columns.values()):
         checks.append(ValidationCheck(
             name="companion files present", expected=0, actual=len(missing_companions),
-            passed=not missing_companions, details="\n".join(missing_companions[:20]),
+            passed=not missing_companions, details=first_lines(missing_companions, 20),
         ))
     claimed = {path: names[0] for path, names in claimed_by.items()}
-    unclaimed = [p for p in index.nifti_on_disk if p not in claimed]
+    ignored = set(index.ignored)
+    unclaimed = [p for p in index.nifti_on_disk if p not in claimed and p not in ignored]
+    excluded = [p for p in index.nifti_on_disk if p not in claimed and p in ignored]
     checks += _coverage_checks(schema, index, claims, claimed_by, unclaimed)
+    if excluded:
+        checks.append(ValidationCheck(
+            name="NIfTI excluded by .bidsignore", expected="-", actual=len(excluded),
+            passed=False, severity="info",
+            details=f"{len(excluded)} NIfTI excluded by .bidsignore: not published:\n"
+                    + _by_kind(excluded, index) + "\nA glob column claims them if they "
+                    "should be, e.g. many('anat/*_FLASH.nii.gz')."))
     features = _features(schema, columns, keep)
     return RowSet(
         schema=schema, index=index, rows=rows, features=features,
@@ -192,7 +199,7 @@ def _ambiguity(name: str, col: Column, sub: str, ses: str | None, files: list[Bi
         {k for f in files for k in f.entities if len({str(g.entities.get(k)) for g in files}) > 1}
         - {"ext"}
     )
-    listing = "\n".join(f"    {f.path}" for f in files)
+    listing = "\n".join(f"    {shown(f.path)}" for f in files)
     hint = f"They differ in {', '.join(differ)}. " if differ else ""
     narrow = f"add e.g. {differ[0]}={files[0].entities.get(differ[0])!r} to its query" if differ \
         else "narrow its query"
@@ -211,14 +218,8 @@ def _kept_entities(col: Column, files: list[BidsFile]) -> tuple[str, ...]:
         k for k in {k for f in files for k in f.entities}
         if k not in _NOT_KEPT and len({f.entities.get(k) for f in files}) > 1
     }
-    order = _entity_order()
+    order = entity_order()
     return tuple(k for k in order if k in varying) + tuple(sorted(varying - set(order)))
-
-
-@cache
-def _entity_order() -> tuple[str, ...]:
-    return tuple(f.name for f in bids2table.get_arrow_schema()
-                 if f.name not in {"dataset", "root", "path", "extra_entities"})
 
 
 # -- cell values -------------------------------------------------------------------------
@@ -245,7 +246,8 @@ def _image_values(
             values[ext] = _companion(index, file, ext, declared.get(ext, kind), missing) \
                 if ext in declared else None
         if any(c.sidecar for c in schema.image_columns.values()):
-            values["sidecar"] = _sidecar(index, file) if col.sidecar else None
+            values["sidecar"] = _sidecar(index, file, schema.privacy.drop) if col.sidecar \
+                else None
         return values
     for name, col in schema.image_columns.items():
         files = images[name]
@@ -255,7 +257,7 @@ def _image_values(
             found = [_companion(index, f, ext, kind, missing) for f in files]
             values[f"{name}_{ext}"] = found if col.many else (found[0] if found else None)
         if col.sidecar:
-            texts = [_sidecar(index, f) for f in files]
+            texts = [_sidecar(index, f, schema.privacy.drop) for f in files]
             values[f"{name}_sidecar"] = texts if col.many else (texts[0] if texts else None)
     return values
 
@@ -264,7 +266,7 @@ def _companion(index: BidsIndex, file: BidsFile, ext: str, kind: CompanionKind,
                missing: list[str]) -> Any:
     path = index.companion(file, f".{ext}")
     if path is None:
-        missing.append(f"{file.path} has no .{ext} file (searched by BIDS inheritance up to "
+        missing.append(f"{shown(file.path)} has no .{ext} file (searched by BIDS inheritance up to "
                        f"its dataset root). Add it, or drop {ext!r} from the column's companions.")
         return None
     text = path.read_text(encoding="utf-8")
@@ -279,15 +281,16 @@ def _companion(index: BidsIndex, file: BidsFile, ext: str, kind: CompanionKind,
     return [x for line in lines for x in line] if kind == "vector" else lines
 
 
-def _sidecar(index: BidsIndex, file: BidsFile) -> str | None:
-    meta = index.sidecar(file)
+def _sidecar(index: BidsIndex, file: BidsFile, drop: tuple[str, ...] | Any) -> str | None:
+    """The published sidecar text: inheritance applied, the keys schema.py drops removed."""
+    meta = {k: v for k, v in index.sidecar(file).items() if k not in drop}
     return json.dumps(meta, sort_keys=True) if meta else None
 
 
 def _present_entities(claims: dict[str, list[BidsFile]]) -> tuple[str, ...]:
     """Entities found in any claimed file, in BIDS order: the columns of image rows."""
     present = {k for files in claims.values() for f in files for k in f.entities} - _NOT_KEPT
-    order = _entity_order()
+    order = entity_order()
     return tuple(k for k in order if k in present) + tuple(sorted(present - set(order)))
 
 
@@ -402,7 +405,7 @@ def _split_rows(schema: Schema, rows: list[Row]) -> list[ValidationCheck]:
                 problems.append(f"sub-{r.subject} is in no split")
     return [ValidationCheck(
         name="every row has a split", expected=0, actual=len(problems), passed=not problems,
-        details="\n".join(problems[:20]),
+        details=first_lines(problems, 20),
     )]
 
 
@@ -442,8 +445,8 @@ def _coverage_checks(
     twice = sorted((p for p, names in claimed_by.items() if len(names) > 1), key=natural_key)
     checks.append(ValidationCheck(
         name="no file in two columns", expected=0, actual=len(twice), passed=not twice,
-        details="".join(f"{p} is in columns {', '.join(claimed_by[p])} (its bytes are stored "
-                        "twice)\n" for p in twice[:10]).rstrip(),
+        details=first_lines([f"{shown(p)} is in columns {', '.join(claimed_by[p])} (its bytes "
+                             "are stored twice)" for p in twice], 10),
         severity="warning",
     ))
     unreadable = [p for p in index.unreadable if p in claimed_by]
@@ -468,7 +471,7 @@ def _by_kind(paths: list[str], index: BidsIndex) -> str:
                                         str(f.entities.get("datatype", "")),
                                         str(f.entities.get("suffix", ""))) if x)
         groups[kind].append(p)
-    return "\n".join(f"  {kind}: {len(files)} (e.g. {files[0]})"
+    return "\n".join(f"  {kind}: {len(files)} (e.g. {shown(files[0])})"
                      for kind, files in sorted(groups.items(), key=lambda kv: -len(kv[1])))
 
 

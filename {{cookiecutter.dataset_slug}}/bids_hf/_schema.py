@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from pathlib import Path
 from typing import Any, Literal
 
-import bids2table
-
+from ._entities import entity_names, index_entities
+from ._errors import InputError
 from ._index import BidsFile
 
 RowLevel = Literal["subject", "session", "image"]
@@ -46,35 +47,8 @@ _DEFAULT_COMPANION_KIND: dict[str, CompanionKind] = {"bval": "vector", "bvec": "
 ANY_PIPELINE = "*"
 
 
-class SchemaError(ValueError):
+class SchemaError(InputError, ValueError):
     """The schema itself is malformed (unknown entity, bad type, clashing names)."""
-
-
-@cache
-def entity_names() -> dict[str, str]:
-    """Every accepted entity spelling -> bids2table's short column name.
-
-    Derived from bids2table's BIDS schema, so new entities arrive with new BIDS versions.
-    """
-    names: dict[str, str] = {"extension": "ext", "datatype": "datatype", "suffix": "suffix"}
-    for f in bids2table.get_arrow_schema():
-        meta = f.metadata or {}
-        long_name = meta.get(b"entity")
-        if long_name is None:
-            continue
-        names[f.name] = f.name
-        names[long_name.decode()] = f.name
-    names["extension"] = "ext"
-    return names
-
-
-@cache
-def index_entities() -> frozenset[str]:
-    """Short names of entities whose values are integers (run, echo, flip, ...)."""
-    return frozenset(
-        f.name for f in bids2table.get_arrow_schema()
-        if (f.metadata or {}).get(b"format") == b"index"
-    )
 
 
 def normalize_entity(name: str) -> str:
@@ -107,6 +81,8 @@ class Query:
         if not file.is_nifti:
             return False
         if self.glob is None:
+            if file.bidsignored:  # excluded from BIDS on purpose: only a glob reaches it
+                return False
             if self.pipeline != ANY_PIPELINE and file.pipeline != self.pipeline:
                 return False
         elif not fnmatch.fnmatchcase(file.tail, self.glob):
@@ -266,6 +242,43 @@ class Expected:
     tolerance: float = 0.0
 
 
+Defacing = Literal["yes", "not-needed"]
+DEFACING = ("yes", "not-needed")
+
+
+@dataclass(frozen=True)
+class Privacy:
+    """The maintainer's decisions on fields that look personal, reviewed once, kept in schema.py.
+
+    Args:
+        allow: field -> why it may be published as is, e.g. ``{"InstitutionName": "named in
+            the data paper"}``. A field is a sidecar key, a table column or a NIfTI header
+            field (``descrip``, ``aux_file``...). Its findings are then reported as reviewed,
+            not blocking, and the card lists the decision.
+        drop: sidecar keys removed from the published sidecar text (``<column>_sidecar``),
+            e.g. ``("AcquisitionTime",)``. The source files are not touched; the card lists
+            what was removed.
+        defaced: ``"yes"`` (anatomical images are defaced) or ``"not-needed"`` (no face in
+            any image: skull-stripped, phantom, no anatomical scan). Required to publish
+            with ``--public``; recorded in the card.
+    """
+
+    allow: Mapping[str, str] = field(default_factory=dict)
+    drop: Sequence[str] = ()
+    defaced: Defacing | None = None
+
+    def __post_init__(self) -> None:
+        if self.defaced is not None and self.defaced not in DEFACING:
+            raise SchemaError(f"Privacy(defaced={self.defaced!r}): use 'yes' (anatomical "
+                              "images are defaced) or 'not-needed' (no face in any image).")
+        for name, why in self.allow.items():
+            if not isinstance(why, str) or not why.strip():
+                example = "{" + repr(name) + ": 'named in the data paper'}"
+                raise SchemaError(f"Privacy(allow=...) needs a reason for {name!r}, e.g. "
+                                  f"allow={example}.")
+        object.__setattr__(self, "drop", tuple(self.drop))
+
+
 @dataclass(frozen=True)
 class Schema:
     """A whole dataset: row granularity, image columns, metadata tables, expectations.
@@ -284,6 +297,10 @@ class Schema:
         configs: extra named column subsets, e.g. ``{"anat": ["t1w", "lesion"]}``; every
             config reads the same Parquet files, so no bytes are stored twice.
         strict: make NIfTI files that no column claims an error instead of a warning.
+        privacy: decisions on fields that look personal (``Privacy``): allowed with a reason,
+            dropped from published sidecars, and the defacing attestation.
+        allow_outside: folders outside the BIDS root that claimed files may link into
+            (symlinks elsewhere are refused; a git-annex/DataLad object store needs nothing).
     """
 
     columns: Mapping[str, Column | str]
@@ -293,6 +310,8 @@ class Schema:
     splits: str | Mapping[str, Sequence[str]] | None = None
     configs: Mapping[str, Sequence[str]] = field(default_factory=dict)
     strict: bool = False
+    privacy: Privacy = field(default_factory=Privacy)
+    allow_outside: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if self.row not in ROW_LEVELS:
@@ -375,11 +394,35 @@ class Schema:
                 "columns": {k: repr(v) for k, v in self.image_columns.items()},
                 "metadata": {t: {c: repr(m) for c, m in cols.items()}
                              for t, cols in self.metadata_spec().items()},
+                "drop": sorted(self.privacy.drop),  # changes the published sidecar text
                 "splits": self.splits if not isinstance(self.splits, Mapping)
                 else {k: list(v) for k, v in self.splits.items()},
             },
             sort_keys=True,
         )
+
+
+def load_schema(path: str | os.PathLike[str]) -> Schema:
+    """The ``SCHEMA`` of a schema.py file, loaded by path under a name of its own, so the
+    builders of several dataset repos installed in one environment each get theirs."""
+    import importlib.util
+    import sys
+
+    file = Path(path).resolve()
+    name = f"_bids_hf_schema_{abs(hash(str(file)))}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None or not file.is_file():
+        raise SchemaError(f"{file} does not exist. Write it, or propose one with `python "
+                          "push.py --bids-root ROOT --infer-schema --write`.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    schema = getattr(module, "SCHEMA", None)
+    if not isinstance(schema, Schema):
+        raise SchemaError(f"{file.name} defines no SCHEMA = Schema(...) (found "
+                          f"{type(schema).__name__}). Propose one with `python push.py "
+                          "--bids-root ROOT --infer-schema --write`.")
+    return schema
 
 
 def as_schema(obj: Schema | Mapping[str, Any]) -> Schema:
@@ -392,6 +435,6 @@ def as_schema(obj: Schema | Mapping[str, Any]) -> Schema:
 
 
 __all__ = [
-    "ANY_PIPELINE", "Column", "Expected", "MetaColumn", "Query", "Schema", "SchemaError",
-    "as_schema", "entity_names", "many", "meta", "normalize_entity", "one",
+    "ANY_PIPELINE", "Column", "Expected", "MetaColumn", "Privacy", "Query", "Schema", "SchemaError",
+    "as_schema", "entity_names", "load_schema", "many", "meta", "normalize_entity", "one",
 ]

@@ -1,21 +1,32 @@
-"""Shard writer: rows -> Parquet shards with the NIfTI bytes embedded. Atomic and resumable.
+"""Shard writer: rows -> Parquet shards with the NIfTI bytes embedded, in one pass over the sources.
 
 Writing reuses ``datasets.arrow_writer.ParquetWriter`` so the files carry ``datasets``' own
 conventions (no compression and PLAIN encoding on embedded bytes, content-defined chunking
 for Xet dedup, page index, ``huggingface`` schema metadata that restores ``Nifti``). What we
 do differently, and why:
 
-* each row group is built directly as Arrow: files are read straight into one preallocated
-  buffer (one copy, no Python ``bytes`` per file), so peak memory is one row group;
-* the stored ``path`` is the BIDS-relative path (``datasets``' embedding rewrites it to
-  the basename, which loses the subject/session folders);
-* no Parquet statistics on embedded bytes (min/max copies of whole images, see below);
-* a shard is written to a hidden temporary name, fsynced, checked (footer readable, row
-  and row-group counts), renamed, and only then recorded in ``.bids_hf/shards/<name>.json``
-  with its size, sha256 (of the file as written) and plan fingerprint. A rerun reuses a
-  shard only when that record, the file's size and mtime, and the fingerprint all agree;
-* I/O overlaps CPU: the next row group's files are prefetched, and shard N is committed
-  (fsync, hash, check, rename) in a second thread while shard N+1 is written.
+* **One read per file.** Every claimed file is read once, straight into its row group's
+  buffer (one anonymous memory map per row group: no Python ``bytes`` per file). While
+  pyarrow encodes that buffer, a thread pool looks at the same bytes (``_inspect``: sha256,
+  full inflate, header, privacy scan). File reads, inflating, hashing and Parquet encoding
+  all release the GIL, so they share the CPUs. A source whose size, mtime or ctime differ
+  from the index changed after the plan was made: the run stops (``SourceChangedError``)
+  rather than ship bytes nobody planned.
+* the stored ``path`` is the BIDS-relative path (``datasets``' embedding keeps the basename);
+* no Parquet statistics on embedded bytes (min/max copies of whole images);
+* **Commit.** A finished shard is committed in a background thread while the next one is
+  written: fsync, sha256 of the file, footer check, and a read-back of every embedded image
+  (one row at a time), hashed and compared with the hash taken when its source was read. Only
+  a shard whose images are all intact and read back equal is renamed into place and recorded
+  (``_state.ShardRecord``). A shard holding a bad image is not kept, and the run goes on, so
+  one run names every bad file.
+* **Reuse.** A recorded shard is kept only when its fingerprint matches the plan, the file
+  still hashes to its record, and every source still hashes to the bytes it embeds: content,
+  not size and mtime, so a file rewritten in place with its old mtime gets its shard rebuilt.
+* **Parallelism.** ``cpus`` (default: every CPU this process may use) sets the thread pool;
+  from six CPUs on, shards are also written by several processes (one per three CPUs: each
+  keeps about one CPU encoding and two inflating and hashing). They are spawned, not forked:
+  forking a process that runs Arrow's thread pools can deadlock.
 """
 
 from __future__ import annotations
@@ -27,62 +38,77 @@ import multiprocessing as mp
 import os
 import queue as queue_module
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets.arrow_writer import ParquetWriter, get_parquet_column_options
 
+from ._errors import BidsHfError, InputError, ResourceError, SourceChangedError
 from ._index import BidsFile
+from ._inspect import ImageReport, inspect_image
+from ._phi import Finding
 from ._plan import ShardPlan, ShardSpec
 from ._rows import Row, RowSet, row_ids
-from ._util import fsync_dir, sha256_file
+from ._state import (
+    ShardRecord,
+    StatePaths,
+    forget_shard,
+    no_space_is_an_error,
+    read_shard_record,
+    write_shard_record,
+)
+from ._util import available_cpus, fsync_dir, sha256_file, shown
 
-STATE_DIR = ".bids_hf"
 _NIFTI_TYPE = pa.struct({"bytes": pa.binary(), "path": pa.string()})
+_CPUS_PER_WRITER = 3
+_MIN_CPUS_FOR_PROCESSES = 6
 
 
-def _blob_buffer(size: int) -> tuple[pa.Buffer, memoryview]:
-    """A fresh anonymous memory map for one row group's file bytes, as an Arrow buffer.
-
-    Row groups vary in size; allocators keep freed blocks of one size class around for
-    reuse (mimalloc's segments; glibc's heap once its dynamic mmap threshold has risen),
-    which grew RSS across row groups by up to 280 MB in our measurements. A private map is
-    unmapped as soon as the last Arrow reference to it goes.
-    """
-    if size == 0:
-        return pa.py_buffer(b""), memoryview(bytearray())
-    # MAP_POPULATE maps all pages at once instead of one page fault per 4 KB on first write
-    # (which cost about as much as reading the files).
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
-    mapped = mmap.mmap(-1, size, flags=flags)
-    return pa.py_buffer(mapped), memoryview(mapped)
-
-
-class ShardError(RuntimeError):
-    """A shard could not be written or failed its check after writing."""
+class ShardError(BidsHfError):
+    """A written shard failed its own check (a fault of this machine or a bug: report it)."""
 
 
 @dataclass(frozen=True)
-class ShardRecord:
-    """What a finished shard is, as recorded next to it (the resume state)."""
+class BadImage:
+    """A claimed image that may not be published, and why."""
 
-    name: str
-    rows: int
-    row_groups: int
-    size: int
-    sha256: str
-    fingerprint: str
-    mtime_ns: int
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{shown(self.path)}: {self.problem}"
+
+
+@dataclass
+class BuildResult:
+    """What a build did: the records of every selected shard that is in place, and the images
+    that kept a shard from being written."""
+
+    records: dict[str, ShardRecord] = field(default_factory=dict)
+    bad: list[BadImage] = field(default_factory=list)
+    built: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Privacy findings in the headers of every image of the recorded shards."""
+        return [Finding(**f) for r in self.records.values() for f in r.findings]
+
+    @property
+    def sources(self) -> dict[str, str]:
+        return {p: h for r in self.records.values() for p, h in r.sources.items()}
 
 
 @dataclass(frozen=True)
 class _Job:
-    """Everything a worker process needs to write one shard (picklable)."""
+    """Everything one shard needs, picklable for worker processes."""
 
     spec: ShardSpec
     rows: list[Row]
@@ -91,146 +117,294 @@ class _Job:
     schema_row: str
     root: str
     out: str
+    full: bool  # inflate every image (integrity); the header check runs regardless
+
+
+@dataclass
+class _Outcome:
+    name: str
+    record: ShardRecord | None  # None: not kept, see ``bad``
+    bad: list[BadImage]
 
 
 ProgressFn = Callable[[int], None]
 
 
-def build_shards(
-    rowset: RowSet,
-    plan: ShardPlan,
-    out: Path,
-    *,
-    num_proc: int = 1,
-    only: Iterable[ShardSpec] | None = None,
-    progress: bool = True,
-) -> dict[str, ShardRecord]:
+def build_shards(rowset: RowSet, plan: ShardPlan, out: Path, *, cpus: int | None = None,
+                 only: Iterable[ShardSpec] | None = None, full: bool = True,
+                 progress: bool = True) -> BuildResult:
     """Write the plan's shards under ``out/data`` (or ``only`` those), reusing valid ones."""
+    cpus = cpus or available_cpus()
     selected = list(only) if only is not None else list(plan.shards)
     (out / "data").mkdir(parents=True, exist_ok=True)
-    (out / STATE_DIR / "shards").mkdir(parents=True, exist_ok=True)
-    records: dict[str, ShardRecord] = {}
-    todo: list[ShardSpec] = []
-    for spec in selected:
-        record = reusable_record(out, spec)
-        if record is not None:
-            records[spec.name] = record
-        else:
-            todo.append(spec)
-    jobs = [_job(rowset, spec, out) for spec in todo]
+    StatePaths(out).shards.mkdir(parents=True, exist_ok=True)
+    root = rowset.index.root
+    result = BuildResult()
+    with ThreadPoolExecutor(max_workers=cpus, thread_name_prefix="bids-hf-reuse") as pool:
+        for spec, record in zip(selected, _reusable(out, selected, root, pool), strict=True):
+            if record is not None:
+                result.records[spec.name] = record
+                result.reused.append(spec.name)
+    jobs = [_job(rowset, spec, out, full) for spec in selected if spec.name not in result.records]
     total = sum(s.nbytes for s in selected)
-    done = total - sum(s.nbytes for s in todo)
-    with _progress_bar(total, done, progress, len(selected) - len(todo)) as advance:
-        if num_proc <= 1 or len(jobs) <= 1:
-            records.update(_write_serial(jobs, advance))
+    done = total - sum(j.spec.nbytes for j in jobs)
+    writers = min(len(jobs), cpus // _CPUS_PER_WRITER) if cpus >= _MIN_CPUS_FOR_PROCESSES else 1
+    with _progress_bar(total, done, progress, len(result.reused)) as advance:
+        if writers <= 1:
+            outcomes = _write_here(jobs, cpus, advance)
         else:
-            records.update(_write_parallel(jobs, num_proc, advance))
-    return {spec.name: records[spec.name] for spec in selected}
+            outcomes = _write_in_processes(jobs, writers, max(2, cpus // writers), advance)
+    for outcome in outcomes:
+        result.bad += outcome.bad
+        if outcome.record is not None:
+            result.records[outcome.name] = outcome.record
+            result.built.append(outcome.name)
+    result.records = {s.name: result.records[s.name] for s in selected if s.name in result.records}
+    return result
 
 
-def _write_serial(jobs: list[_Job], advance: ProgressFn) -> dict[str, ShardRecord]:
-    """Write shards one after the other; each is committed (fsync, check, rename) in the
-    background while the next one is written, so disk flushes overlap encoding."""
-    records: dict[str, ShardRecord] = {}
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit") as committer:
-        pending: Future[ShardRecord] | None = None
+def _job(rowset: RowSet, spec: ShardSpec, out: Path, full: bool) -> _Job:
+    return _Job(spec=spec, rows=[rowset.rows[i] for i in spec.rows],
+                features=rowset.features.to_dict(), image_columns=rowset.image_columns,
+                schema_row=rowset.schema.row, root=str(rowset.index.root), out=str(out),
+                full=full)
+
+
+def changed_since_indexed(rowset: RowSet) -> list[str]:
+    """Claimed files whose size, mtime or ctime are no longer what the index saw."""
+    changed = []
+    for path in sorted({f.path for r in rowset.rows for _, f in r.files()}):
+        f = rowset.index.file(path)
+        if f is None:
+            continue
+        try:
+            st = os.stat(rowset.index.root / path)
+        except OSError:
+            changed.append(path)
+            continue
+        if not _same_file(st, f):
+            changed.append(path)
+    return changed
+
+
+def _same_file(st: os.stat_result, f: BidsFile) -> bool:
+    if (st.st_size, st.st_mtime_ns) != (f.size, f.mtime_ns):
+        return False
+    return not f.ctime_ns or st.st_ctime_ns == f.ctime_ns
+
+
+# -- reuse -----------------------------------------------------------------------------------------
+
+
+def _reusable(out: Path, specs: list[ShardSpec], root: Path,
+              pool: ThreadPoolExecutor) -> list[ShardRecord | None]:
+    """For each spec, its record if the shard on disk can be kept as it is, else ``None``.
+
+    Kept when the record matches the plan's fingerprint, the file hashes to the record, and
+    every source hashes to what the shard embeds. All hashes run in ``pool``."""
+    candidates: list[tuple[ShardSpec, ShardRecord, Future[str | None],
+                           dict[str, Future[str | None]]]] = []
+    for spec in specs:
+        record = read_shard_record(out, spec.name)
+        path = out / spec.name
+        if record is None or record.fingerprint != spec.fingerprint:
+            continue
+        try:
+            if path.stat().st_size != record.size:
+                continue
+        except OSError:
+            continue
+        candidates.append((spec, record, pool.submit(_hash_or_none, path),
+                           {p: pool.submit(_hash_or_none, root / p) for p in record.sources}))
+    kept: dict[str, ShardRecord] = {}
+    for spec, record, shard_hash, sources in candidates:
+        if shard_hash.result() != record.sha256:
+            forget_shard(out, spec.name)  # corrupted or replaced since it was verified
+            continue
+        if any(f.result() != record.sources[p] for p, f in sources.items()):
+            forget_shard(out, spec.name)  # a source changed: its shard no longer matches
+            continue
+        try:
+            _check_written(out / spec.name, spec)
+        except ShardError:
+            forget_shard(out, spec.name)
+            continue
+        kept[spec.name] = record
+    return [kept.get(spec.name) for spec in specs]
+
+
+def _hash_or_none(path: Path) -> str | None:
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None
+
+
+# -- writing, in this process ------------------------------------------------------------------
+
+
+def _write_here(jobs: list[_Job], threads: int, advance: ProgressFn) -> list[_Outcome]:
+    """Shards one after the other; each is committed in the background while the next is
+    written, so the read-back and flushes overlap encoding."""
+    outcomes: list[_Outcome] = []
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bids-hf-read") as pool, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="bids-hf-commit") as committer:
+        pending: Future[_Outcome] | None = None
         try:
             for job in jobs:
-                written = _write_tmp(job, advance)
+                written = _write_tmp(job, pool, advance)
                 if pending is not None:
-                    record = pending.result()
-                    records[record.name] = record
+                    outcomes.append(pending.result())
+                    pending = None
                 pending = committer.submit(_commit, written)
             if pending is not None:
-                record = pending.result()
-                records[record.name] = record
+                outcomes.append(pending.result())
+                pending = None
         except BaseException:
-            if pending is not None:
-                pending.cancel()
+            if pending is not None:  # let it finish: it removes its temporary file if it fails
+                with contextlib.suppress(BaseException):
+                    pending.result()
             raise
-    return records
-
-
-def _job(rowset: RowSet, spec: ShardSpec, out: Path) -> _Job:
-    return _Job(
-        spec=spec,
-        rows=[rowset.rows[i] for i in spec.rows],
-        features=rowset.features.to_dict(),
-        image_columns=rowset.image_columns,
-        schema_row=rowset.schema.row,
-        root=str(rowset.index.root),
-        out=str(out),
-    )
-
-
-# -- one shard ---------------------------------------------------------------------------
-
-
-def write_shard(job: _Job, advance: ProgressFn | None = None) -> ShardRecord:
-    """Write one shard and commit it: temporary file -> fsync -> check -> rename -> record."""
-    return _commit(_write_tmp(job, advance))
+    return outcomes
 
 
 @dataclass(frozen=True)
 class _Written:
-    """A finished temporary shard file, not yet committed."""
+    """A finished temporary shard, not yet committed, and what its images turned out to be."""
 
     job: _Job
     tmp: Path
+    reports: list[ImageReport]
 
 
-def _write_tmp(job: _Job, advance: ProgressFn | None) -> _Written:
-    spec, out = job.spec, Path(job.out)
+def _tmp_path(out: Path, spec: ShardSpec) -> Path:
     final = out / spec.name
-    tmp = final.with_name(f".{final.name}.tmp")
+    return final.with_name(f".{final.name}.tmp")
+
+
+def _write_tmp(job: _Job, pool: ThreadPoolExecutor, advance: ProgressFn | None) -> _Written:
+    spec, out, root = job.spec, Path(job.out), Path(job.root)
+    tmp = _tmp_path(out, spec)
     features = datasets.Features.from_dict(job.features)
     by_index = dict(zip(spec.rows, job.rows, strict=True))
-    root = Path(job.root)
-    _record_path(out, spec).unlink(missing_ok=True)  # the old record no longer describes the file
+    forget_shard(out, spec.name)  # the old record no longer describes what will be there
     groups = [[by_index[i] for i in group] for group in spec.row_groups]
+    reports: list[ImageReport] = []
     try:
-        # pyarrow's own file: pages go from the encoder to the OS with no Python in between.
-        with pa.OSFile(str(tmp), "wb") as stream:
+        with no_space_is_an_error(tmp.parent, spec.nbytes), \
+                pa.OSFile(str(tmp), "wb") as stream:
             writer = _EmbeddedParquetWriter(features=features, stream=stream)
             for k, rows in enumerate(groups):
                 if k + 1 < len(groups):
                     _prefetch(groups[k + 1], root)  # the kernel reads ahead while we encode
-                table = row_group_table(rows, features, job.image_columns, job.schema_row, root)
-                # One write per row group: datasets passes writer_batch_size as the
-                # row_group_size of pyarrow's writer.
-                writer.write_table(table, writer_batch_size=len(rows))
-                del table
+                reports += _write_group(writer, rows, job, features, root, pool)
+                # Hand freed pages back to the OS now: the allocator would otherwise keep
+                # them, and peak memory would grow with the number of row groups.
+                pa.default_memory_pool().release_unused()
                 if advance is not None:
                     advance(sum(r.nbytes for r in rows))
             writer.finalize(close_stream=False)
-        return _Written(job, tmp)
+        return _Written(job, tmp, reports)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _commit(written: _Written) -> ShardRecord:
-    spec, out = written.job.spec, Path(written.job.out)
-    final = out / spec.name
+def _write_group(writer: ParquetWriter, rows: list[Row], job: _Job, features: datasets.Features,
+                 root: Path, pool: ThreadPoolExecutor) -> list[ImageReport]:
+    """Read the group's files into one buffer (in parallel), then encode it while the pool
+    inspects the same bytes."""
+    layout = _Layout(rows, job.image_columns)
+    buffer, view = _blob_buffer(layout.total)
+    slices = [(f, view[a:b]) for f, a, b in layout.files]
+    _all_done([pool.submit(_read_source, root / f.path, target, f) for f, target in slices])
+    inspections = [pool.submit(inspect_image, target, f.path, job.full) for f, target in slices]
     try:
-        with open(written.tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        # Hash the bytes as written (still in the page cache); this runs in the commit
-        # thread, on the other core, while the next shard is encoded.
-        digest = sha256_file(written.tmp)
-        _check_written(written.tmp, spec)
-        os.replace(written.tmp, final)
-        fsync_dir(final.parent)
+        table = _table(rows, layout, buffer, features, job.image_columns, job.schema_row)
+        # One write per row group: datasets passes writer_batch_size as pyarrow's row group size.
+        writer.write_table(table, writer_batch_size=len(rows))
+        del table
+    finally:
+        wait(inspections)  # they read the buffer: it may not go before they are done
+    return [f.result() for f in inspections]
+
+
+def _all_done(futures: list[Future[None]]) -> None:
+    """Wait for every future (they write into a shared buffer), then raise the first error."""
+    wait(futures)
+    for f in futures:
+        f.result()
+
+
+def _commit(written: _Written) -> _Outcome:
+    """Keep a temporary shard only if its images are intact and read back equal: fsync,
+    hash, check the footer, read back, rename, record."""
+    job, tmp = written.job, written.tmp
+    spec, out = job.spec, Path(job.out)
+    final = out / spec.name
+    bad = [BadImage(r.path, r.problem) for r in written.reports if r.problem]
+    if bad:  # neither this shard nor an earlier version of it may be loaded or uploaded
+        tmp.unlink(missing_ok=True)
+        final.unlink(missing_ok=True)
+        return _Outcome(spec.name, None, bad)
+    hashes = {r.path: r.sha256 for r in written.reports}
+    try:
+        with no_space_is_an_error(final.parent):
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            digest = sha256_file(tmp)  # still in the page cache
+            _check_written(tmp, spec)
+            mismatched = _read_back(tmp, job, hashes)
+            if mismatched:
+                tmp.unlink()
+                return _Outcome(spec.name, None, [
+                    BadImage(p, f"the bytes read back from {spec.name} differ from the file as "
+                                "it was read (a fault of this machine's memory or disk, or a "
+                                "bug to report); rerun to rebuild it") for p in mismatched])
+            os.replace(tmp, final)
+            fsync_dir(final.parent)
+            st = final.stat()
+            record = ShardRecord(
+                name=spec.name, fingerprint=spec.fingerprint, rows=len(spec.rows),
+                row_groups=len(spec.row_groups), size=st.st_size, sha256=digest,
+                mtime_ns=st.st_mtime_ns, sources=dict(sorted(hashes.items())),
+                findings=[asdict(f) for r in written.reports for f in r.findings])
+            write_shard_record(out, record)
     except BaseException:
-        written.tmp.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    st = final.stat()
-    record = ShardRecord(
-        name=spec.name, rows=len(spec.rows), row_groups=len(spec.row_groups), size=st.st_size,
-        sha256=digest, fingerprint=spec.fingerprint, mtime_ns=st.st_mtime_ns,
-    )
-    _write_record(out, spec, record)
-    return record
+    return _Outcome(spec.name, record, [])
+
+
+def _read_back(path: Path, job: _Job, hashes: dict[str, str]) -> list[str]:
+    """Paths of embedded images whose stored bytes do not hash to ``hashes`` (or that are
+    missing or misplaced). Reads one row of one column at a time: memory stays at one cell."""
+    pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+    wrong: list[str] = []
+    for column, is_list in job.image_columns.items():
+        batches = pf.iter_batches(batch_size=1, columns=[column], use_threads=False)
+        for row, batch in zip(job.rows, batches, strict=True):
+            want = [(f.path, hashes[f.path]) for f in row.images.get(column, [])]
+            got = list(embedded_hashes(batch.column(0), is_list))
+            if got != want:  # different bytes, or the right bytes in the wrong place
+                wrong += sorted({p for p, _ in set(want) ^ set(got)} or {p for p, _ in want})
+    return wrong
+
+
+def embedded_hashes(array: pa.Array | pa.ChunkedArray, is_list: bool) -> Iterator[tuple[str, str]]:
+    """(stored path, sha256 of stored bytes) of every image in an image column, in order."""
+    import hashlib
+
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    structs = array.flatten() if is_list else array.filter(array.is_valid())
+    blobs, paths = structs.flatten()  # offset-aware children: bytes, path
+    offsets = np.frombuffer(blobs.buffers()[1], dtype=np.int32)[
+        blobs.offset: blobs.offset + len(blobs) + 1]
+    data = blobs.buffers()[2]
+    view = memoryview(data) if data is not None else memoryview(b"")
+    for k, p in enumerate(paths.to_pylist()):
+        yield p, hashlib.sha256(view[offsets[k]:offsets[k + 1]]).hexdigest()
 
 
 def _prefetch(rows: list[Row], root: Path) -> None:
@@ -249,6 +423,117 @@ def _prefetch(rows: list[Row], root: Path) -> None:
                 os.close(fd)
 
 
+def _read_source(path: Path, target: memoryview, f: BidsFile) -> None:
+    """Fill ``target`` with the file's bytes; the file must still be what the index saw."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as err:
+        raise InputError(f"Cannot read {f.path}: {err.strerror}. Check it exists and is "
+                         "readable (a DataLad tree may need `datalad get`).") from None
+    try:
+        if not _same_file(os.fstat(fd), f):
+            raise SourceChangedError(
+                f"{f.path} changed after the tree was indexed (size, mtime or ctime differ). "
+                "Rerun once the data stop changing: finished shards are reused.",
+                resumable=True)
+        with open(fd, "rb", buffering=0, closefd=False) as fh:
+            filled = 0
+            while filled < len(target):
+                n = fh.readinto(target[filled:])
+                if not n:
+                    break
+                filled += n
+            extra = fh.read(1)
+    except OSError as err:
+        raise InputError(f"Cannot read {f.path}: {err.strerror}.") from None
+    finally:
+        os.close(fd)
+    if filled != len(target) or extra:
+        raise SourceChangedError(
+            f"{f.path} changed size while it was being read (expected {len(target)} bytes). "
+            "Rerun once the data stop changing: finished shards are reused.", resumable=True)
+
+
+# -- Arrow -----------------------------------------------------------------------------------------
+
+
+class _Layout:
+    """Where each file of a row group goes in the group's buffer: one contiguous region per
+    image column, files in storage order (rows, then list items)."""
+
+    def __init__(self, rows: list[Row], image_columns: dict[str, bool]) -> None:
+        self.columns: dict[str, tuple[int, list[BidsFile | None], list[int], list[int] | None]] = {}
+        self.files: list[tuple[BidsFile, int, int]] = []
+        pos = 0
+        for column, is_list in image_columns.items():
+            cells = [r.images.get(column, []) for r in rows]
+            list_offsets: list[int] | None
+            if is_list:
+                slots: list[BidsFile | None] = [f for cell in cells for f in cell]
+                counts = [0]
+                for cell in cells:
+                    counts.append(counts[-1] + len(cell))
+                list_offsets = counts
+            else:  # one slot per row; a row without a file gets an empty slot, masked as null
+                slots, list_offsets = [cell[0] if cell else None for cell in cells], None
+            start, offsets = pos, [0]
+            for f in slots:
+                size = f.size if f is not None else 0
+                if f is not None:
+                    self.files.append((f, pos, pos + size))
+                pos += size
+                offsets.append(pos - start)
+            self.columns[column] = (start, slots, offsets, list_offsets)
+        self.total = pos
+
+
+def _blob_buffer(size: int) -> tuple[pa.Buffer, memoryview]:
+    """A fresh anonymous memory map for one row group's file bytes, as an Arrow buffer.
+
+    Row groups vary in size; allocators keep freed blocks of one size class around for
+    reuse, which grew RSS across row groups by up to 280 MB in our measurements. A private
+    map is unmapped as soon as the last Arrow reference to it goes.
+    """
+    if size == 0:
+        return pa.py_buffer(b""), memoryview(bytearray())
+    # MAP_POPULATE maps all pages at once instead of one page fault per 4 KB on first write.
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+    mapped = mmap.mmap(-1, size, flags=flags)
+    return pa.py_buffer(mapped), memoryview(mapped)
+
+
+def _table(rows: list[Row], layout: _Layout, buffer: pa.Buffer, features: datasets.Features,
+           image_columns: dict[str, bool], schema_row: str) -> pa.Table:
+    schema = features.arrow_schema
+    ids = [row_ids(r, schema_row) for r in rows]
+    arrays: list[pa.Array] = []
+    for field_ in schema:
+        name = field_.name
+        if name in image_columns:
+            arrays.append(_nifti_array(layout, name, buffer))
+        else:
+            values = [ids[i][name] if name in ids[i] else r.values.get(name)
+                      for i, r in enumerate(rows)]
+            arrays.append(pa.array(values, type=field_.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _nifti_array(layout: _Layout, column: str, buffer: pa.Buffer) -> pa.Array:
+    """The column's images as Arrow, pointing into the group's buffer (no copy):
+    ``struct<bytes, path>`` or a list of them per row."""
+    start, slots, offsets, list_offsets = layout.columns[column]
+    data = buffer.slice(start, offsets[-1])
+    offsets_buf = pa.array(offsets, type=pa.int32()).buffers()[1]
+    blobs = pa.Array.from_buffers(pa.binary(), len(slots), [None, offsets_buf, data])
+    paths = pa.array([f.path if f is not None else None for f in slots], type=pa.string())
+    missing = [f is None for f in slots]
+    mask = pa.array(missing, type=pa.bool_()) if any(missing) else None
+    structs = pa.StructArray.from_arrays([blobs, paths], fields=list(_NIFTI_TYPE), mask=mask)
+    if list_offsets is None:
+        return structs
+    return pa.ListArray.from_arrays(pa.array(list_offsets, type=pa.int32()), structs)
+
+
 class _EmbeddedParquetWriter(ParquetWriter):
     """``datasets``' ParquetWriter with statistics off for embedded-file columns.
 
@@ -262,7 +547,7 @@ class _EmbeddedParquetWriter(ParquetWriter):
         self._schema, self._features = self._build_schema(inferred_schema)
         options = get_parquet_column_options(self._features, self._schema)
         # datasets' options list the non-embedded leaves as the dictionary-encoded ones
-        # (setdefault: a datasets release with upstream/datasets-nifti.patch sets it itself).
+        # (setdefault: a datasets release with upstream's statistics patch sets it itself).
         options.setdefault("write_statistics", list(options["use_dictionary"]))
         self.pa_writer = pq.ParquetWriter(
             self.stream,
@@ -283,147 +568,19 @@ def _check_written(path: Path, spec: ShardSpec) -> None:
         raise ShardError(f"{spec.name}: the written file has no readable footer: {err}") from err
     if meta.num_rows != len(spec.rows) or meta.num_row_groups != len(spec.row_groups):
         raise ShardError(
-            f"{spec.name}: wrote {meta.num_rows} rows in {meta.num_row_groups} row groups, "
-            f"planned {len(spec.rows)} in {len(spec.row_groups)}."
-        )
+            f"{spec.name}: holds {meta.num_rows} rows in {meta.num_row_groups} row groups, "
+            f"planned {len(spec.rows)} in {len(spec.row_groups)}.")
 
 
-# -- Arrow ---------------------------------------------------------------------------------
+def remove_temporary_files(out: Path) -> None:
+    """Temporary shards left by a run that was killed before it could remove them."""
+    data = out / "data"
+    if data.is_dir():
+        for tmp in data.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
-def row_group_table(
-    rows: list[Row],
-    features: datasets.Features,
-    image_columns: dict[str, bool],
-    schema_row: str,
-    root: Path,
-) -> pa.Table:
-    """The Arrow table of one row group, image bytes read from ``root``."""
-    schema = features.arrow_schema
-    ids = [row_ids(r, schema_row) for r in rows]
-    arrays: list[pa.Array] = []
-    for field in schema:
-        name = field.name
-        if name in image_columns:
-            arrays.append(_nifti_array(rows, name, image_columns[name], root))
-        else:
-            values = [ids[i][name] if name in ids[i] else r.values.get(name)
-                      for i, r in enumerate(rows)]
-            arrays.append(pa.array(values, type=field.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def _nifti_array(rows: list[Row], column: str, is_list: bool, root: Path) -> pa.Array:
-    """The column's images as Arrow: ``struct<bytes, path>`` or a list of them per row.
-
-    Every file is read straight into one buffer for the whole row group (no per-file
-    Python bytes, no concatenation copies).
-    """
-    cells = [r.images.get(column, []) for r in rows]
-    if is_list:
-        items = _nifti_structs([f for cell in cells for f in cell], root)
-        offsets = [0]
-        for cell in cells:
-            offsets.append(offsets[-1] + len(cell))
-        return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), items)
-    # One slot per row; a row without a file gets an empty slot, masked as null.
-    return _nifti_structs([cell[0] if cell else None for cell in cells], root)
-
-
-def _nifti_structs(slots: list[BidsFile | None], root: Path) -> pa.StructArray:
-    total = sum(f.size for f in slots if f is not None)
-    data, view = _blob_buffer(total)
-    offsets = [0]
-    for f in slots:
-        start = offsets[-1]
-        if f is not None:
-            _read_into(root / f.path, view[start:start + f.size], f.path)
-        offsets.append(start + (f.size if f is not None else 0))
-    offsets_buf = pa.array(offsets, type=pa.int32()).buffers()[1]
-    blobs = pa.Array.from_buffers(pa.binary(), len(slots), [None, offsets_buf, data])
-    paths = pa.array([f.path if f is not None else None for f in slots], type=pa.string())
-    missing = [f is None for f in slots]
-    mask = pa.array(missing, type=pa.bool_()) if any(missing) else None
-    return pa.StructArray.from_arrays([blobs, paths], fields=list(_NIFTI_TYPE), mask=mask)
-
-
-def _read_into(path: Path, target: memoryview, rel: str) -> None:
-    """Fill ``target`` with the file's bytes; the file must still have its indexed size."""
-    try:
-        with open(path, "rb", buffering=0) as f:
-            filled = 0
-            while filled < len(target):
-                n = f.readinto(target[filled:])
-                if not n:
-                    break
-                filled += n
-            extra = f.read(1)
-    except OSError as err:
-        raise ShardError(f"Cannot read {rel}: {err}") from err
-    if filled != len(target) or extra:
-        raise ShardError(
-            f"{rel} changed size since the tree was indexed (expected {len(target)} bytes). "
-            "Rerun once the data stop changing."
-        )
-
-
-# -- resume state ----------------------------------------------------------------------------
-
-
-def _record_path(out: Path, spec: ShardSpec) -> Path:
-    return _record_of(out, spec.name)
-
-
-def _record_of(out: Path, name: str) -> Path:
-    return out / STATE_DIR / "shards" / (Path(name).stem + ".json")
-
-
-def forget_shard(out: Path, name: str) -> None:
-    """Drop a shard's record so the next build rewrites it (e.g. it failed verification:
-    a file corrupted in place can keep its size and mtime, which is all resuming checks)."""
-    _record_of(out, name).unlink(missing_ok=True)
-
-
-def _write_record(out: Path, spec: ShardSpec, record: ShardRecord) -> None:
-    path = _record_path(out, spec)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(asdict(record), indent=1), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def read_record(out: Path, spec: ShardSpec) -> ShardRecord | None:
-    """The recorded state of a shard; ``None`` when absent or unreadable (then rebuilt)."""
-    try:
-        return ShardRecord(**json.loads(_record_path(out, spec).read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def reusable_record(out: Path, spec: ShardSpec) -> ShardRecord | None:
-    """The record of a shard that can be kept as it is, else ``None``.
-
-    Kept only if the record was written for this plan fingerprint and the file on disk still
-    has the recorded size and mtime and a readable footer with the planned row count. (The
-    staged-folder verification later re-hashes every shard against the recorded sha256.)
-    """
-    record = read_record(out, spec)
-    path = out / spec.name
-    if record is None or record.fingerprint != spec.fingerprint:
-        return None
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    if st.st_size != record.size or st.st_mtime_ns != record.mtime_ns:
-        return None
-    try:
-        _check_written(path, spec)
-    except ShardError:
-        return None
-    return record
-
-
-# -- parallelism and progress ------------------------------------------------------------------
+# -- several processes, and progress -----------------------------------------------------------
 
 _queue: Any = None
 
@@ -433,25 +590,42 @@ def _init_worker(queue: Any) -> None:
     _queue = queue
 
 
-def _worker(job: _Job) -> ShardRecord:
-    return write_shard(job, _queue.put if _queue is not None else None)
+def _worker(job: _Job, threads: int) -> _Outcome:
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bids-hf-read") as pool:
+        written = _write_tmp(job, pool, _queue.put if _queue is not None else None)
+    return _commit(written)
 
 
-def _write_parallel(jobs: list[_Job], num_proc: int, advance: ProgressFn) -> dict[str, ShardRecord]:
-    # spawn, not fork: forking a process that already runs Arrow's thread pools can deadlock.
+def _write_in_processes(jobs: list[_Job], writers: int, threads: int,
+                        advance: ProgressFn) -> list[_Outcome]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    with ProcessPoolExecutor(max_workers=min(num_proc, len(jobs)), mp_context=ctx,
-                             initializer=_init_worker, initargs=(queue,)) as pool:
-        futures = [pool.submit(_worker, job) for job in jobs]
-        while not all(f.done() for f in futures):
-            with contextlib.suppress(queue_module.Empty):
-                advance(queue.get(timeout=0.2))
-        with contextlib.suppress(queue_module.Empty):
-            while True:
-                advance(queue.get_nowait())
-        records = [f.result() for f in futures]  # re-raises a worker's error
-    return {r.name: r for r in records}
+    try:
+        with ProcessPoolExecutor(max_workers=writers, mp_context=ctx,
+                                 initializer=_init_worker, initargs=(queue,)) as pool:
+            futures = [pool.submit(_worker, job, threads) for job in jobs]
+            try:
+                while not all(f.done() for f in futures):
+                    with contextlib.suppress(queue_module.Empty):
+                        advance(queue.get(timeout=0.2))
+                    if any(f.done() and f.exception() is not None for f in futures):
+                        for f in futures:
+                            f.cancel()  # shards not started; running ones finish or clean up
+                        wait(futures)
+                        break
+                with contextlib.suppress(queue_module.Empty):
+                    while True:
+                        advance(queue.get_nowait())
+                return [f.result() for f in futures]  # re-raises a worker's error
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    except BrokenProcessPool:
+        raise ResourceError(
+            "A shard-writing process died (killed, or out of memory). Rerun the same command: "
+            "finished shards are reused; with little memory, lower --num-proc or "
+            "--row-group-size.", resumable=True) from None
 
 
 @contextlib.contextmanager

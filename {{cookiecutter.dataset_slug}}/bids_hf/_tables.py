@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ._errors import InputError
+
 if TYPE_CHECKING:
     from ._schema import MetaColumn
 
@@ -26,7 +28,7 @@ _FALSE = {"false", "no", "n", "0"}
 SESSIONS_TABLE = "sessions.tsv"
 
 
-class TableError(ValueError):
+class TableError(InputError, ValueError):
     """A metadata table is missing, lacks a declared column, or holds a value of the wrong type."""
 
 
@@ -80,7 +82,7 @@ def load_table(root: Path, table: str, columns: Mapping[str, MetaColumn]) -> lis
     values are keyed by each column's output name."""
     if table == SESSIONS_TABLE:
         rows: list[TableRow] = []
-        for path in sorted(root.glob("sub-*/sub-*_sessions.tsv")):
+        for path in sessions_tables(root):
             subject = path.parent.name[4:]
             rows += _table_rows(root, path, columns, subject=subject)
         return rows
@@ -91,6 +93,11 @@ def load_table(root: Path, table: str, columns: Mapping[str, MetaColumn]) -> lis
             "Fix the path or remove it from metadata=."
         )
     return _table_rows(root, path, columns, subject=None)
+
+
+def sessions_tables(root: Path) -> list[Path]:
+    """Every ``sub-*/sub-*_sessions.tsv``: what schema.py calls ``"sessions.tsv"``."""
+    return sorted(root.glob("sub-*/sub-*_sessions.tsv"))
 
 
 def _table_rows(

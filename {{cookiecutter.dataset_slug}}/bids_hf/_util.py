@@ -13,6 +13,14 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: what SLURM or taskset granted)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not every platform has affinity masks
+        return os.cpu_count() or 1
+
+
 def natural_key(text: str) -> tuple[str | int, ...]:
     """Sort key that orders embedded numbers numerically: run-2 before run-10.
 
@@ -75,5 +83,19 @@ def fsync_dir(path: Path) -> None:
 
 def summarize_paths(paths: list[str], limit: int = 5) -> str:
     """One line naming the first few paths and how many more there are."""
-    shown = ", ".join(paths[:limit])
-    return shown + (f" (+{len(paths) - limit} more)" if len(paths) > limit else "")
+    listed = ", ".join(shown(p) for p in paths[:limit])
+    return listed + (f" (... and {len(paths) - limit} more)" if len(paths) > limit else "")
+
+
+def shown(text: str) -> str:
+    """``text`` for a message: control characters (a newline in a file name...) escaped, so
+    they cannot break the layout of what is printed or pass for something else."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def first_lines(lines: list[str], limit: int = 20) -> str:
+    """The first ``limit`` lines, then how many more there are: how every list is cut."""
+    more = [f"... and {len(lines) - limit} more"] if len(lines) > limit else []
+    return "\n".join([*lines[:limit], *more])

@@ -1,4 +1,7 @@
-"""Synthetic BIDS data: real NIfTI phantoms (nibabel) and a small replica tree of any schema.
+"""Helpers for tests: synthetic BIDS data with real NIfTI phantoms (nibabel), a small replica
+tree of any schema, and an image checker.
+
+    from bids_hf.testing import write_replica, write_nifti, check_nifti
 
 The generated repo's structure tests build a replica from its own ``schema.py`` and push it
 through the whole pipeline, so a schema is exercised end to end before the real data are
@@ -19,8 +22,12 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from ._inspect import check_nifti
 from ._schema import ANY_PIPELINE, Column, Schema
 from ._tables import SESSIONS_TABLE
+
+__all__ = ["check_nifti", "phantom", "write_dwi_companions", "write_json", "write_nifti",
+           "write_replica", "write_tsv"]
 
 _MASK_SUFFIXES = {"mask", "dseg", "probseg", "roi"}
 

@@ -1,0 +1,358 @@
+"""The staging folder's own state, ``OUT/.bids_hf/``: one owner for every path and record.
+
+    .bids_hf/staging.json     which dataset this folder belongs to (a folder is never shared)
+    .bids_hf/lock             held while a run writes here; says which process holds it
+    .bids_hf/plan.json        the shard plan (job-array tasks read its sizes)
+    .bids_hf/shards/<n>.json  one record per finished, verified shard: the resume state
+    .bids_hf/manifest.json    every file to upload with size and sha256, and the sources'
+    .bids_hf/verified.json    sha256 of the manifest that passed verification
+
+Every write is atomic (temporary file in the same folder, fsync, rename, fsync of the
+folder). A record that cannot be read is logged and treated as absent, so what it described
+is recomputed rather than trusted. Running out of space anywhere under ``OUT`` ends in one
+``DiskFullError`` naming the folder, with no temporary file left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from ._errors import DiskFullError, InputError, StagingLockedError
+from ._plan import ShardPlan
+from ._util import fsync_dir, human_bytes, sha256_file
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
+
+logger = logging.getLogger(__name__)
+
+STATE_DIR = ".bids_hf"
+#: Bumped when a record written by an older release cannot be trusted (then recomputed).
+STATE_FORMAT = 2
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """Every path of the state folder of the staging folder ``out``."""
+
+    out: Path
+
+    @property
+    def root(self) -> Path:
+        return self.out / STATE_DIR
+
+    @property
+    def identity(self) -> Path:
+        return self.root / "staging.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "lock"
+
+    @property
+    def plan(self) -> Path:
+        return self.root / "plan.json"
+
+    @property
+    def shards(self) -> Path:
+        return self.root / "shards"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def verified(self) -> Path:
+        return self.root / "verified.json"
+
+    def shard_record(self, shard_name: str) -> Path:
+        """``data/train-00000-of-00003.parquet`` -> ``shards/train-00000-of-00003.json``."""
+        return self.shards / (Path(shard_name).stem + ".json")
+
+
+# -- disk space and atomic writes ----------------------------------------------------------------
+
+
+def is_disk_full(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in _NO_SPACE
+
+
+def disk_full(folder: Path, needed: int | None = None) -> DiskFullError:
+    free = free_space(folder)
+    need = f" about {human_bytes(needed)} more are needed;" if needed else ""
+    return DiskFullError(
+        f"No space left on the device of {folder} ({human_bytes(free)} free;{need} "
+        "nothing half-written was kept). Free some space or choose another --out, then rerun "
+        "the same command: finished shards are reused.", resumable=True)
+
+
+@contextlib.contextmanager
+def no_space_is_an_error(folder: Path, needed: int | None = None) -> Iterator[None]:
+    """Turn ENOSPC/EDQUOT raised inside the block into one ``DiskFullError`` for ``folder``."""
+    try:
+        yield
+    except OSError as err:
+        if is_disk_full(err):
+            raise disk_full(folder, needed) from err
+        raise
+
+
+def free_space(folder: Path) -> int:
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def require_free_space(folder: Path, needed: int, margin: float = 0.02) -> None:
+    """Refuse up front when ``needed`` bytes (plus a margin for footers and the card) will
+    not fit: a build that fills the disk half-way helps nobody."""
+    want = int(needed * (1 + margin)) + (16 << 20)
+    free = free_space(folder)
+    if free < want:
+        raise DiskFullError(
+            f"{folder} has {human_bytes(free)} free; this build writes about "
+            f"{human_bytes(want)}. Free {human_bytes(want - free)} or choose another --out. "
+            "Nothing was written.")
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Replace ``path`` with ``data`` in one step; on failure the old file stays as it was."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with no_space_is_an_error(path.parent, len(payload)):
+        try:
+            with open(tmp, "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(path.parent)
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def read_json(path: Path, what: str) -> Any | None:
+    """The JSON at ``path``; ``None`` when absent. Unreadable content is logged and treated as
+    absent: whatever it described is recomputed, never trusted."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        logger.warning("cannot read %s (%s): %s; it will be recomputed", what, path, err)
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        logger.warning("%s is corrupt (%s: %s); it will be recomputed", what, path, err)
+        return None
+
+
+# -- whose folder is this -----------------------------------------------------------------------
+
+
+def claim(out: Path, dataset: str) -> StatePaths:
+    """Mark ``out`` as this dataset's staging folder, refusing one that belongs to another."""
+    paths = StatePaths(out)
+    owner = read_json(paths.identity, "the staging folder's owner")
+    if isinstance(owner, dict) and owner.get("dataset"):
+        if owner["dataset"] != dataset:
+            raise InputError(
+                f"{out} is the staging folder of dataset {owner['dataset']!r}, not {dataset!r}. "
+                "Use a separate --out for each dataset.")
+        return paths
+    if out.exists() and any(p.name != STATE_DIR for p in out.iterdir()):
+        raise InputError(
+            f"{out} already exists and is not a staging folder. Choose an empty or new --out.")
+    paths.shards.mkdir(parents=True, exist_ok=True)
+    write_json(paths.identity, {"dataset": dataset})
+    return paths
+
+
+# -- one run at a time ----------------------------------------------------------------------------
+
+
+class StagingLock:
+    """An advisory lock on the staging folder, held for the whole run.
+
+    A full run takes it exclusively; job-array tasks (``--shards``), which write different
+    shards of one plan side by side, share it. The kernel releases it when the holder dies
+    (``flock``), so a lock left by a killed run is simply taken over. The exclusive holder
+    writes who it is into the lock file, which a refused run quotes.
+    """
+
+    def __init__(self, out: Path, *, shared: bool = False) -> None:
+        self.paths = StatePaths(out)
+        self.shared = shared
+        self._file: IO[str] | None = None
+
+    def __enter__(self) -> Self:
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        f = open(self.paths.lock, "a+", encoding="utf-8")  # held until __exit__
+        try:
+            fcntl.flock(f, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip()
+            f.close()
+            raise StagingLockedError(
+                f"{self.paths.out} is in use by another run ({_describe_holder(holder)}). Wait "
+                "for it to finish or stop it, or use another --out.") from None
+        if not self.shared:
+            f.seek(0)
+            f.truncate()
+            f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                "command": " ".join(sys.argv)[:300]}))
+            f.flush()
+        self._file = f
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            if not self.shared:
+                with contextlib.suppress(OSError):
+                    self._file.truncate(0)
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+def _describe_holder(text: str) -> str:
+    try:
+        info = json.loads(text)
+        return (f"process {info['pid']} on {info['host']} since {info['since']}: "
+                f"{info['command']}")
+    except (ValueError, KeyError, TypeError):
+        return "a job-array task building shards, or a run that has not said who it is"
+
+
+# -- records -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    """A finished shard as it was verified: the file and every source image it embeds."""
+
+    name: str
+    fingerprint: str  # the plan's fingerprint of this shard's rows and files
+    rows: int
+    row_groups: int
+    size: int
+    sha256: str  # of the shard file as written
+    mtime_ns: int
+    sources: dict[str, str]  # BIDS path -> sha256 of the bytes embedded (read back, equal)
+    findings: list[dict[str, Any]] = field(default_factory=list)  # its images' header findings
+    format: int = STATE_FORMAT
+
+
+def read_shard_record(out: Path, shard_name: str) -> ShardRecord | None:
+    data = read_json(StatePaths(out).shard_record(shard_name), f"the record of {shard_name}")
+    if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+        return None
+    try:
+        return ShardRecord(**data)
+    except TypeError as err:
+        logger.warning("the record of %s is malformed (%s); it will be rebuilt", shard_name, err)
+        return None
+
+
+def write_shard_record(out: Path, record: ShardRecord) -> None:
+    write_json(StatePaths(out).shard_record(record.name), asdict(record))
+
+
+def forget_shard(out: Path, shard_name: str) -> None:
+    """Drop a shard's record so the next build rewrites it."""
+    StatePaths(out).shard_record(shard_name).unlink(missing_ok=True)
+
+
+def shard_records(out: Path) -> list[Path]:
+    folder = StatePaths(out).shards
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+
+def save_plan(out: Path, plan: ShardPlan) -> None:
+    write_atomic(StatePaths(out).plan, plan.to_json())
+
+
+def load_plan(out: Path) -> ShardPlan | None:
+    data = read_json(StatePaths(out).plan, "the saved shard plan")
+    if data is None:
+        return None
+    try:
+        return ShardPlan.from_dict(data)
+    except (KeyError, TypeError, ValueError) as err:
+        logger.warning("the saved shard plan is malformed (%s); it will be recomputed", err)
+        return None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything that will be uploaded, with sizes and hashes, plus what the plan was."""
+
+    dataset: str
+    bids_hf_version: str
+    plan_fingerprint: str
+    splits: dict[str, dict[str, int]]
+    shards: list[dict[str, Any]]
+    files: dict[str, dict[str, Any]]  # every uploaded file (shards included) -> size, sha256
+    sources: dict[str, str] = field(default_factory=dict)  # BIDS path -> sha256 embedded
+    format: int = STATE_FORMAT
+
+    @property
+    def shard_names(self) -> list[str]:
+        return [s["name"] for s in self.shards]
+
+    @classmethod
+    def read(cls, out: Path) -> Manifest:
+        data = read_json(StatePaths(out).manifest, "the manifest")
+        try:
+            if not isinstance(data, dict):
+                raise TypeError("absent or not a JSON object")
+            return cls(**data)
+        except TypeError as err:
+            raise InputError(f"No readable manifest in {out} ({err}). Stage it first "
+                             "(push.py --bids-root ... --out ...).") from None
+
+    def write(self, out: Path) -> None:
+        write_json(StatePaths(out).manifest, asdict(self))
+
+
+def mark_verified(out: Path) -> None:
+    write_json(StatePaths(out).verified,
+               {"manifest_sha256": sha256_file(StatePaths(out).manifest)})
+
+
+def unmark_verified(out: Path) -> None:
+    StatePaths(out).verified.unlink(missing_ok=True)
+
+
+def is_verified(out: Path) -> bool:
+    paths = StatePaths(out)
+    marker = read_json(paths.verified, "the verification marker")
+    try:
+        return isinstance(marker, dict) and marker.get("manifest_sha256") == sha256_file(
+            paths.manifest)
+    except OSError:
+        return False
