@@ -35,8 +35,10 @@ from ._errors import InputError
 from ._util import natural_key
 
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
-_SUBJECT_DIR = re.compile(r"^sub-[A-Za-z0-9]+$")
-_SESSION_DIR = re.compile(r"^ses-[A-Za-z0-9]+$")
+# Subjects, or the templates of a template dataset (tpl-*, with cohort-* as its "sessions").
+_SUBJECT_DIR = re.compile(r"^(sub|tpl)-[A-Za-z0-9]+$")
+_SESSION_DIR = re.compile(r"^(ses|cohort)-[A-Za-z0-9]+$")
+SESSION_OF = {"sub": "ses", "tpl": "cohort"}
 # Never descend into these while walking for images: VCS and tool state, not data.
 _SKIP_DIRS = {".git", ".datalad", ".heudiconv", ".bids_hf", "__pycache__"}
 
@@ -60,11 +62,11 @@ class BidsFile:
 
     @property
     def subject(self) -> str:
-        return str(self.entities["sub"])
+        return str(self.entities["sub"] if "sub" in self.entities else self.entities["tpl"])
 
     @property
     def session(self) -> str | None:
-        ses = self.entities.get("ses")
+        ses = self.entities.get("ses", self.entities.get("cohort"))
         return None if ses is None else str(ses)
 
     @property
@@ -108,6 +110,8 @@ class BidsIndex:
     nifti_on_disk: list[str]  # every NIfTI under the root (.bidsignore'd too), BIDS-relative
     ignored: list[str] = field(default_factory=list)  # files listed in .bidsignore
     unreadable: list[str] = field(default_factory=list)  # broken links / unreadable files
+    subject_entity: str = "sub"  # "tpl" in a template dataset (tpl-*/cohort-* folders)
+    problems: list[str] = field(default_factory=list)  # what was skipped, and why (warnings)
     _listings: dict[Path, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     def file(self, path: str) -> BidsFile | None:
@@ -184,13 +188,19 @@ def index_bids(root: str | os.PathLike[str]) -> BidsIndex:
     pipelines: dict[str, dict[str, Any]] = {}
     ignored: list[str] = []
     unreadable: list[str] = []
+    problems: list[str] = []
     for dataset_root in bids2table.find_bids_datasets(root_path):
         rel_root = Path(dataset_root).relative_to(root_path).as_posix()
         pipeline = _pipeline_name(rel_root)
         if rel_root != "." and pipeline is None:
             continue  # a BIDS-looking folder outside derivatives/ (e.g. sourcedata): not data
         if pipeline is not None:
-            pipelines[pipeline] = _read_json(Path(dataset_root) / "dataset_description.json")
+            try:
+                pipelines[pipeline] = _read_json(Path(dataset_root) / "dataset_description.json",
+                                                 root_path)
+            except BidsIndexError as err:  # a derivative's card line is lost, not its images
+                problems.append(f"{err} Its images are still indexed as derivatives/{pipeline}.")
+                pipelines[pipeline] = {}
         table = bids2table.index_dataset(dataset_root)
         prefix = "" if pipeline is None else f"derivatives/{pipeline}/"
         for rel_path, entities in _rows(table):
@@ -214,33 +224,36 @@ def index_bids(root: str | os.PathLike[str]) -> BidsIndex:
     ignored += [p for p in nifti if ignore.match(p) and p not in ignored]
     files.sort(key=BidsFile.sort_key)
 
-    subjects = sorted(
-        (p.name[4:] for p in root_path.iterdir() if _SUBJECT_DIR.match(p.name) and p.is_dir()),
-        key=natural_key,
-    )
+    folders = [p for p in root_path.iterdir() if _SUBJECT_DIR.match(p.name) and p.is_dir()]
+    entity = "sub" if any(p.name.startswith("sub-") for p in folders) or not folders else "tpl"
+    subject_dirs = {p.name.split("-", 1)[1]: p for p in folders if p.name.startswith(entity)}
+    subjects = sorted(subject_dirs, key=natural_key)
     sessions = {
         sub: sorted(
-            (p.name[4:] for p in (root_path / f"sub-{sub}").iterdir()
-             if _SESSION_DIR.match(p.name) and p.is_dir()),
+            (p.name.split("-", 1)[1] for p in subject_dirs[sub].iterdir()
+             if p.name.startswith(SESSION_OF[entity] + "-") and _SESSION_DIR.match(p.name)
+             and p.is_dir()),
             key=natural_key,
         )
         for sub in subjects
     }
     if not subjects and not files:
         raise BidsIndexError(
-            f"No sub-* folders under {root}. Is this the BIDS root (the folder holding "
-            "dataset_description.json)?"
+            f"No sub-* folders (nor tpl-* folders of a template dataset) under {root}. Is this "
+            "the BIDS root (the folder holding dataset_description.json)?"
         )
     return BidsIndex(
         root=root_path,
         files=files,
-        description=_read_json(root_path / "dataset_description.json"),
+        description=_read_json(root_path / "dataset_description.json", root_path),
         pipelines=pipelines,
         subjects=subjects,
         sessions=sessions,
         nifti_on_disk=sorted(nifti, key=natural_key),
         ignored=sorted(ignored, key=natural_key),
         unreadable=sorted(unreadable, key=natural_key),
+        subject_entity=entity,
+        problems=problems,
     )
 
 
@@ -282,15 +295,16 @@ def _loose_file(root: Path, rel_path: str) -> BidsFile | None:
     subject_at = next((i for i, p in enumerate(parts[:-1]) if _SUBJECT_DIR.match(p)), None)
     if subject_at is None:
         return None
+    kind, label = parts[subject_at].split("-", 1)
     prefix = "/".join(parts[:subject_at])
     pipeline = _pipeline_name(prefix)
     if prefix and pipeline is None:
         return None  # e.g. sourcedata/: not a dataset of this tree
     entities: dict[str, str | int] = parse_name(parts[-1])
-    entities["sub"] = parts[subject_at][4:]
+    entities[kind] = label
     rest = parts[subject_at + 1:-1]
-    if rest and _SESSION_DIR.match(rest[0]):
-        entities["ses"] = rest[0][4:]
+    if rest and _SESSION_DIR.match(rest[0]) and rest[0].startswith(SESSION_OF[kind] + "-"):
+        entities[SESSION_OF[kind]] = rest[0].split("-", 1)[1]
         rest = rest[1:]
     if rest and rest[0].isalpha() and rest[0].islower():
         entities["datatype"] = rest[0]
@@ -306,10 +320,10 @@ def _stat(path: Path) -> tuple[int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path, root: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    data = read_json_file(path, path.parent, "")
+    data = read_json_file(path, root, "")
     return data if isinstance(data, dict) else {}
 
 
@@ -317,7 +331,11 @@ def read_json_file(path: Path, root: Path, context: str) -> Any:
     """A JSON file of the dataset, or a ``BidsIndexError`` naming it and what is wrong."""
     rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        if not text.strip():
+            problem = "it is empty"
+        else:
+            return json.loads(text)
     except RecursionError:
         problem = "it is nested too deeply to read (thousands of levels)"
     except (UnicodeDecodeError, ValueError) as err:

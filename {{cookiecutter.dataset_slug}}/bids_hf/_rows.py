@@ -26,7 +26,7 @@ import datasets
 from datasets import List, Nifti, Value
 
 from ._entities import entity_order, index_entities
-from ._index import BidsFile, BidsIndex
+from ._index import SESSION_OF, BidsFile, BidsIndex
 from ._results import ValidationCheck
 from ._schema import Column, CompanionKind, Schema, SchemaError
 from ._tables import SESSIONS_TABLE, TableError, TableRow, load_table
@@ -34,7 +34,7 @@ from ._util import first_lines, natural_key, shown, summarize_paths
 
 IMAGE_COLUMN = "nifti"  # the image column of row="image" datasets
 _SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")  # what datasets accepts as a split name
-_NOT_KEPT = {"sub", "ses", "ext"}  # identify the row or the format, not the item
+_NOT_KEPT = {"sub", "ses", "tpl", "cohort", "ext"}  # identify the row or format, not the item
 
 
 @dataclass
@@ -47,6 +47,7 @@ class Row:
     split: str
     images: dict[str, list[BidsFile]]  # image column -> its files, natural order
     values: dict[str, Any]  # every other column, already typed
+    prefixes: tuple[str, str] = ("sub", "ses")  # ("tpl", "cohort") in a template dataset
 
     @property
     def nbytes(self) -> int:
@@ -105,6 +106,7 @@ def assemble_rows(index: BidsIndex, schema: Schema) -> RowSet:
     if schema.row == "image":
         keep[IMAGE_COLUMN] = _present_entities(claims)
 
+    prefixes = (index.subject_entity, SESSION_OF[index.subject_entity])
     rows: list[Row] = []
     ambiguous: list[str] = []
     missing_companions: list[str] = []
@@ -122,9 +124,9 @@ def assemble_rows(index: BidsIndex, schema: Schema) -> RowSet:
                     ambiguous.append(_ambiguity(name, col, sub, ses, images[name]))
         values = _image_values(schema, index, images, keep, claimed_by, missing_companions)
         values.update(_metadata_values(schema, tables, sub, ses))
-        row_id = f"sub-{sub}" + (f"_ses-{ses}" if ses else "")
+        row_id = f"{prefixes[0]}-{sub}" + (f"_{prefixes[1]}-{ses}" if ses else "")
         rows.append(Row(key=path or row_id, subject=sub, session=ses, split="train",
-                        images=images, values=values))
+                        images=images, values=values, prefixes=prefixes))
 
     checks += _split_rows(schema, rows)
     checks.append(ValidationCheck(
@@ -141,6 +143,10 @@ def assemble_rows(index: BidsIndex, schema: Schema) -> RowSet:
     unclaimed = [p for p in index.nifti_on_disk if p not in claimed and p not in ignored]
     excluded = [p for p in index.nifti_on_disk if p not in claimed and p in ignored]
     checks += _coverage_checks(schema, index, claims, claimed_by, unclaimed)
+    if index.problems:
+        checks.append(ValidationCheck(
+            name="dataset files read", expected=0, actual=len(index.problems), passed=False,
+            severity="warning", details=first_lines(index.problems, 10)))
     if excluded:
         checks.append(ValidationCheck(
             name="NIfTI excluded by .bidsignore", expected="-", actual=len(excluded),
@@ -520,8 +526,9 @@ def _features(
 
 
 def row_ids(row: Row, level: str) -> dict[str, Any]:
-    """The identifying cells of a row: ``sub-XX`` / ``ses-YY`` as written in the tree."""
-    ids: dict[str, Any] = {"subject_id": f"sub-{row.subject}"}
+    """The identifying cells of a row: ``sub-XX`` / ``ses-YY`` as written in the tree (``tpl-``
+    and ``cohort-`` in a template dataset)."""
+    ids: dict[str, Any] = {"subject_id": f"{row.prefixes[0]}-{row.subject}"}
     if level != "subject":
-        ids["session_id"] = f"ses-{row.session}" if row.session else None
+        ids["session_id"] = f"{row.prefixes[1]}-{row.session}" if row.session else None
     return ids
