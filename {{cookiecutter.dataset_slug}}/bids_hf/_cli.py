@@ -126,8 +126,10 @@ def main(load_builder: Callable[[], type[BidsBuilder]], argv: Sequence[str] | No
     ``schema_file`` is where ``--infer-schema --write`` writes."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.no_progress:
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # the upload's bars too
+    if args.no_progress:  # huggingface_hub's bars too (the upload's, hf_xet's)
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
     try:
         _usage(args)
         if args.infer_schema:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import hashlib
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,10 +34,16 @@ import httpx2
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_url
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.hf_api import RepoFile
-from huggingface_hub.utils import build_hf_headers, get_session, set_client_factory
+from huggingface_hub.utils import (
+    build_hf_headers,
+    get_session,
+    hf_raise_for_status,
+    set_client_factory,
+)
 
 from ._errors import HubError
 from ._results import ValidationCheck, ValidationResult
+from ._stage import retarget_card
 from ._state import Manifest, is_verified
 from ._util import natural_key
 
@@ -105,18 +112,41 @@ def with_retries(what: str, call: Callable[[], _T], policy: RetryPolicy,
         except HfHubHTTPError as err:
             status = err.response.status_code if err.response is not None else None
             if status not in TRANSIENT_STATUS:
-                raise HubError(_explain(what, status, err)) from None
+                raise HubError(_explain(what, status, _server_message(err))) from None
             reason = f"HTTP {status}"
             delay = _retry_after(err.response) or _backoff(attempt, policy)
         except (httpx2.TransportError, ConnectionError, TimeoutError) as err:
-            reason = f"{type(err).__name__}: {str(err)[:120] or 'connection failed'}"
+            # hf_xet reports HTTP failures of its own requests (token, CAS) as a plain
+            # ConnectionError whose text holds the status: a refusal there is not transient.
+            text = redact(str(err))
+            in_text = _status_in(text)
+            if in_text is not None and in_text not in TRANSIENT_STATUS:
+                raise HubError(_explain(what, in_text, f": {text[:300]}")) from None
+            reason = f"{type(err).__name__}: {text[:160] or 'connection failed'}"
             delay = _backoff(attempt, policy)
         if attempt == policy.attempts:
-            raise HubError(f"{what} failed {policy.attempts} times ({reason}). Rerun the same "
-                           "command to resume: files that already landed are not sent again.")
+            tries = "once" if policy.attempts == 1 else f"{policy.attempts} times"
+            raise HubError(f"{what} failed {tries} ({reason}). Rerun the same command to "
+                           "resume: files that already landed are not sent again.",
+                           resumable=True)
         say(f"{what}: {reason}; retrying in {delay:.0f} s (attempt {attempt + 1}/{policy.attempts})")
         policy.sleep(delay)
     raise AssertionError("unreachable")
+
+
+_STATUS_IN_TEXT = re.compile(r"\b(4\d\d|5\d\d) (?:[A-Z][a-z]+|Forbidden|Unauthorized)")
+_SIGNED = re.compile(r"([?&](?:sig|signature|X-Amz-Signature|X-Amz-Credential|token|"
+                     r"Expires|expires)=)[^&\s\"']+", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """A message without the secrets of pre-signed URLs (their signature and token)."""
+    return _SIGNED.sub(r"\1<redacted>", text)
+
+
+def _status_in(text: str) -> int | None:
+    match = _STATUS_IN_TEXT.search(text)
+    return int(match.group(1)) if match else None
 
 
 def _backoff(attempt: int, policy: RetryPolicy) -> float:
@@ -134,11 +164,18 @@ def _retry_after(response: Any) -> float | None:
         return max(0.0, min(600.0, when.timestamp() - time.time()))
 
 
-def _explain(what: str, status: int | None, err: HfHubHTTPError) -> str:
-    server = _server_message(err)
+_QUOTA = re.compile(r"storage limit|quota|storage.{0,20}(full|exceeded)", re.IGNORECASE)
+
+
+def _explain(what: str, status: int | None, server: str) -> str:
+    server = redact(server)
     if status == 401:
         return (f"{what}: the Hub rejected the token (HTTP 401{server}). Set HF_TOKEN to a "
                 "valid token with write access, or log in with `hf auth login`.")
+    if status == 403 and _QUOTA.search(server):
+        return (f"{what}: the Hub's storage limit is reached (HTTP 403{server}). Free space in "
+                "the account or organisation, or upgrade its plan, then rerun the same "
+                "command: files that already landed are not sent again.")
     if status == 403:
         return (f"{what}: the token may not write there (HTTP 403{server}). Use a token with "
                 "write access to that user or organisation.")
@@ -151,6 +188,8 @@ def _explain(what: str, status: int | None, err: HfHubHTTPError) -> str:
 
 def _server_message(err: HfHubHTTPError) -> str:
     message = getattr(err, "server_message", None)
+    if not message and err.response is not None:  # errors not raised by hf_raise_for_status
+        message = err.response.headers.get("X-Error-Message")
     return f": {message}" if message else ""
 
 
@@ -178,6 +217,8 @@ def publish(out: Path, repo_id: str, *, private: bool = True, revision: str = "m
         raise HubError(f"{out} has not passed verification since it was last staged. Run "
                        "push.py without --repo-id first (or with it: it verifies before "
                        "uploading).")
+    if retarget_card(out, repo_id):
+        say(f"the card now names {repo_id} (it was staged for another repo id)")
     manifest = Manifest.read(out)
     api = api or HfApi()
     repo = with_retries("creating the repo", lambda: api.create_repo(
@@ -203,8 +244,10 @@ def publish(out: Path, repo_id: str, *, private: bool = True, revision: str = "m
             result.revision, result.commit = found
             result.uploaded, result.deleted = [], []
             return result
-    if not plan.operations:
+    if not plan.needed:
+        _apply_gating(api, repo_id, manifest, policy, say)
         return result
+    operations = _operations(out, manifest, plan)
     say(f"uploading {len(plan.uploaded)} file(s) ({_size(out, plan.uploaded) / 1e9:.2f} GB), "
         f"deleting {len(plan.deleted)} stale file(s), {len(plan.unchanged)} already on the Hub")
     message = (f"Publish {manifest.dataset}: {len(manifest.shards)} shard(s), "
@@ -215,9 +258,8 @@ def publish(out: Path, repo_id: str, *, private: bool = True, revision: str = "m
         """One commit attempt. After a failed one, first find out whether it landed anyway
         (a reply lost after the Hub applied it): replaying it would open a second pull
         request, or delete files that are already gone (a 404 that would abort the run)."""
-        nonlocal attempts
+        nonlocal attempts, operations
         attempts += 1
-        operations = plan.operations
         if attempts > 1:
             if create_pr:
                 found = _matching_pull_request(api, repo_id, out, manifest)
@@ -225,39 +267,67 @@ def publish(out: Path, repo_id: str, *, private: bool = True, revision: str = "m
                     return found[1], found[0]
             else:
                 now = _changes(out, manifest, _remote_files(api, repo_id, revision))
-                if not now.operations:
+                if not now.needed:
                     return api.dataset_info(repo_id, revision=revision).sha, revision
-                operations = now.operations  # fresh objects: preupload runs again
+                operations = _operations(out, manifest, now)  # fresh objects: preupload again
         done = api.create_commit(repo_id, operations, repo_type="dataset", revision=revision,
                                  create_pr=create_pr, commit_message=message)
         return done.oid, done.pr_revision or revision
 
     result.commit, result.revision = with_retries("committing", commit, policy, say)
+    _apply_gating(api, repo_id, manifest, policy, say)
     return result
+
+
+def _apply_gating(api: HfApi, repo_id: str, manifest: Manifest, policy: RetryPolicy,
+                  say: Callable[[str], None]) -> None:
+    """Gate the repo when the card asks for it (the YAML fields alone do not switch it on)."""
+    if not manifest.gated:
+        return
+    info = with_retries("reading the repo", lambda: api.dataset_info(repo_id), policy, say)
+    if info.gated in ("auto", "manual"):
+        return
+    with_retries("gating the repo", lambda: api.update_repo_settings(
+        repo_id, repo_type="dataset", gated="auto"), policy, say)
+    say(f"gated {repo_id}: people must accept its terms before they can download it")
 
 
 @dataclass
 class _Changes:
     """What one commit must do to make the Hub match the manifest."""
 
-    operations: list[Any]
     uploaded: list[str]
     unchanged: list[str]
     deleted: list[str]
 
+    @property
+    def needed(self) -> bool:
+        return bool(self.uploaded or self.deleted)
+
 
 def _changes(out: Path, manifest: Manifest, remote: dict[str, RemoteFile]) -> _Changes:
-    uploaded, unchanged = [], []
-    operations: list[Any] = []
+    uploaded: list[str] = []
+    unchanged: list[str] = []
     for name, entry in manifest.files.items():
-        if _same(remote.get(name), out / name, entry):
-            unchanged.append(name)
-        else:
-            uploaded.append(name)
-            operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=out / name))
+        (unchanged if _same(remote.get(name), out / name, entry) else uploaded).append(name)
     deleted = sorted(p for p in remote if p.startswith("data/") and p not in manifest.files)
-    operations += [CommitOperationDelete(path_in_repo=p) for p in deleted]
-    return _Changes(operations, uploaded, unchanged, deleted)
+    return _Changes(uploaded, unchanged, deleted)
+
+
+def _operations(out: Path, manifest: Manifest, changes: _Changes) -> list[Any]:
+    """The commit's operations. Each file to send is hashed here, right before it is sent
+    (huggingface_hub hashes it for the upload anyway): one that no longer has the sha256 it
+    was verified with is refused, so only verified bytes reach the Hub."""
+    operations: list[Any] = []
+    for name in changes.uploaded:
+        op = CommitOperationAdd(path_in_repo=name, path_or_fileobj=out / name)
+        if op.upload_info.sha256.hex() != manifest.files[name]["sha256"]:
+            raise HubError(
+                f"{out / name} changed since it was verified (its sha256 is not the manifest's); "
+                "nothing was uploaded. Stage again (push.py --bids-root ... --out ...): the "
+                "verification rebuilds or re-checks it.")
+        operations.append(op)
+    return operations + [CommitOperationDelete(path_in_repo=p) for p in changes.deleted]
 
 
 def _matching_pull_request(api: HfApi, repo_id: str, out: Path, manifest: Manifest,
@@ -266,7 +336,7 @@ def _matching_pull_request(api: HfApi, repo_id: str, out: Path, manifest: Manife
     refs = api.list_repo_refs(repo_id, repo_type="dataset", include_pull_requests=True)
     pulls = sorted(refs.pull_requests or [], key=lambda r: natural_key(r.ref), reverse=True)
     for pull in pulls[:newest]:
-        if not _changes(out, manifest, _remote_files(api, repo_id, pull.ref)).operations:
+        if not _changes(out, manifest, _remote_files(api, repo_id, pull.ref)).needed:
             return pull.ref, pull.target_commit
     return None
 
@@ -339,6 +409,14 @@ def verify_remote(out: Path, repo_id: str, *, revision: str = "main", full: bool
         name="no stale shards on the Hub", expected=0, actual=len(stale), passed=not stale,
         details="\n".join(stale[:20]) + ("\nRerun the same command: the next commit deletes "
                                          "them." if stale else "")))
+    if manifest.gated:
+        info = with_retries("reading the repo", lambda: api.dataset_info(repo_id), policy, say)
+        gated = info.gated in ("auto", "manual")
+        result.add(ValidationCheck(
+            name="repo gated as the card asks", expected="gated", actual=str(info.gated),
+            passed=gated, details="" if gated else (
+                "The repo is not gated: rerun the same command (it gates the repo), or switch "
+                "gating on in the repo's settings.")))
     if full:
         def downloaded_sha256(name: str) -> str:
             return with_retries(f"downloading {name}",
@@ -359,7 +437,7 @@ def _remote_sha256(repo_id: str, name: str, revision: str) -> str:
     url = hf_hub_url(repo_id, name, repo_type="dataset", revision=revision)
     digest = hashlib.sha256()
     with get_session().stream("GET", url, headers=build_hf_headers()) as response:
-        response.raise_for_status()
+        hf_raise_for_status(response)  # an HfHubHTTPError, which with_retries understands
         for block in response.iter_bytes(1 << 20):
             digest.update(block)
     return digest.hexdigest()

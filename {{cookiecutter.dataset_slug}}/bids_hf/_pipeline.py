@@ -344,6 +344,10 @@ def publish(out: Path, repo_id: str, options: Options, *, image_columns: dict[st
             split: str | None = None, say: Say = log.info) -> Published:
     """Upload a verified staged folder, then check the Hub copy where it landed."""
     policy = options.retry_policy()
+    if not options.progress:  # huggingface_hub's and hf_xet's bars too
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
     with http_timeout(options.http_timeout):
         result = _upload(out, repo_id, private=options.private, revision=options.revision,
                          create_pr=options.create_pr, policy=policy, say=say)

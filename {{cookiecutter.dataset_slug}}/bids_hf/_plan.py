@@ -146,6 +146,7 @@ def plan_shards(
             ))
     if not shards:
         raise PlanError("The dataset has no rows: no subject folders matched the schema.")
+    _check_hub_limits(shards, max_shard)
     return ShardPlan(
         shards=tuple(shards),
         fingerprint=sha256_text([*base, *(s.fingerprint for s in shards)]),
@@ -216,6 +217,25 @@ def _check_cells(rowset: RowSet) -> None:
                     "hold. Split the column (e.g. one column per run or task) or use "
                     "row='image'."
                 )
+
+
+# The Hub's documented limits: fewer than 100k files per repo and 10k per folder; files
+# under 20 GB recommended (50 GB is the hard maximum). A plan beyond them is refused before
+# anything is built, with the flag that fixes it.
+HUB_MAX_FILES_PER_FOLDER = 10_000
+HUB_MAX_FILE_SIZE = 20 * 10**9
+
+
+def _check_hub_limits(shards: list[ShardSpec], max_shard: int) -> None:
+    if max_shard > HUB_MAX_FILE_SIZE:
+        raise PlanError(f"--max-shard-size {human_bytes(max_shard)} is above the 20 GB the Hub "
+                        "recommends per file; use 500MB to 5GB.")
+    if len(shards) >= HUB_MAX_FILES_PER_FOLDER:
+        total = sum(s.nbytes for s in shards)
+        fits = human_bytes(total / (HUB_MAX_FILES_PER_FOLDER // 2))
+        raise PlanError(f"The plan has {len(shards)} shards, over the Hub's limit of "
+                        f"{HUB_MAX_FILES_PER_FOLDER:,} files in one folder (data/). Raise "
+                        f"--max-shard-size (e.g. to {fits}).")
 
 
 def read_plan(path: Path) -> ShardPlan:

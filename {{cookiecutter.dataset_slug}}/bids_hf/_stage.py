@@ -10,7 +10,7 @@ file to upload with its size and sha256, and the sha256 of every embedded source
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -19,7 +19,14 @@ from ._card import CardMeta, StagedStats, render_card
 from ._plan import ShardPlan
 from ._qc import write_qc_picture
 from ._rows import RowSet
-from ._state import Manifest, ShardRecord, StatePaths, no_space_is_an_error, write_atomic
+from ._state import (
+    Manifest,
+    ShardRecord,
+    StatePaths,
+    mark_verified,
+    no_space_is_an_error,
+    write_atomic,
+)
 from ._util import sha256_file
 from ._version import __version__
 
@@ -66,9 +73,28 @@ def write_card_and_manifest(rowset: RowSet, plan: ShardPlan, out: Path, meta: Ca
         shards=[asdict(records[s.name]) for s in plan.shards],
         files=files,
         sources={p: h for s in plan.shards for p, h in records[s.name].sources.items()},
+        repo_id=meta.repo_id,
+        gated=meta.gated,
     )
     manifest.write(out)
     return manifest
+
+
+def retarget_card(out: Path, repo_id: str) -> bool:
+    """Make the staged card name ``repo_id`` (an upload to another repo than the one it was
+    staged for): its usage code is the only place a repo id appears. The manifest and the
+    verified marker follow. Returns whether anything changed."""
+    manifest = Manifest.read(out)
+    old = manifest.repo_id or f"<org>/{manifest.dataset}"
+    if old == repo_id:
+        return False
+    card = out / "README.md"
+    write_atomic(card, card.read_text(encoding="utf-8").replace(f'"{old}"', f'"{repo_id}"'))
+    files = {**manifest.files, "README.md": {"size": card.stat().st_size,
+                                             "sha256": sha256_file(card)}}
+    replace(manifest, files=files, repo_id=repo_id).write(out)
+    mark_verified(out)
+    return True
 
 
 def uploadable_extras(out: Path) -> list[str]:

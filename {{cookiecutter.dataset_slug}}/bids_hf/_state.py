@@ -318,6 +318,8 @@ class Manifest:
     shards: list[dict[str, Any]]
     files: dict[str, dict[str, Any]]  # every uploaded file (shards included) -> size, sha256
     sources: dict[str, str] = field(default_factory=dict)  # BIDS path -> sha256 embedded
+    repo_id: str | None = None  # the repo the card's usage text names
+    gated: bool = False  # the card asks for a gated repo
     format: int = STATE_FORMAT
 
     @property
