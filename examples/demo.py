@@ -3,8 +3,9 @@
     python -m examples.demo [--out demo-output]
 
 1. generate a small BIDS tree shaped like the Aphasia Recovery Cohort (real NIfTI files),
-2. bake the template with cookiecutter, non-interactively, pointing ``bids_root`` at it
-   (so schema.py is inferred), then use the reference ARC schema from examples/schemas,
+2. bake the template as the README shows, ``cookiecutter --no-input TEMPLATE KEY=VALUE...``
+   run from the output folder with a relative ``bids_root`` (so schema.py is inferred), then
+   use the reference ARC schema from examples/schemas,
 3. run the generated repo's ``push.py`` (validate, build shards, stage the card, verify),
 4. load the staged folder with ``datasets.load_dataset`` and decode one T1w with nibabel,
 5. print a summary.
@@ -13,13 +14,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-from cookiecutter.main import cookiecutter
 
 from . import TEMPLATE_ROOT
 from .cohorts import make_arc
@@ -41,16 +42,22 @@ def main(argv: list[str] | None = None) -> int:
     n_nifti = len(list(bids.rglob("*.nii.gz")))
     print(f"[1/5] synthetic ARC tree: {bids} ({n_nifti} NIfTI files)")
 
-    repo = Path(cookiecutter(
-        str(TEMPLATE_ROOT), no_input=True, output_dir=str(out),
-        extra_context={"dataset_name": "ARC synthetic demo", "dataset_slug": "arc-demo",
-                       "hf_repo_id": "demo-org/arc-demo", "license": "auto",
-                       "bids_root": str(bids)},
-    ))
+    answers = {"dataset_name": "ARC synthetic demo", "dataset_slug": "arc-demo",
+               "hf_repo_id": "demo-org/arc-demo", "license": "auto",
+               "bids_root": bids.relative_to(out).as_posix()}
+    bake = [sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE_ROOT),
+            *(f"{key}={value}" for key, value in answers.items())]
+    print(f"[2/5] cookiecutter {shlex.join(bake[3:])}  (in {out.name}/)", flush=True)
+    # PWD as a shell sets it: a relative bids_root is read from the folder the command ran in.
+    done = subprocess.run(bake, cwd=out, env={**os.environ, "PWD": str(out)}, check=False)
+    if done.returncode != 0:
+        print(f"cookiecutter failed with exit code {done.returncode}", file=sys.stderr)
+        return done.returncode
+    repo = out / answers["dataset_slug"]
     inferred = (repo / "schema.py").read_text(encoding="utf-8")
     n_columns = inferred.count("one(") + inferred.count("many(")
     shutil.copy(TEMPLATE_ROOT / "examples" / "schemas" / "arc.py", repo / "schema.py")
-    print(f"[2/5] baked {repo.name}/ (inferred a {n_columns}-column schema; using the "
+    print(f"      baked {repo.name}/ (inferred a {n_columns}-column schema; using the "
           "reference ARC schema from examples/schemas/arc.py)")
 
     staged = out / "staged"
