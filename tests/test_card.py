@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from bids_hf import Options, collect, stage
 from bids_hf._card import CardMeta, hub_license
@@ -34,7 +35,13 @@ def test_card_round_trips_through_huggingface_hub(staged: Staged) -> None:
     assert data["size_categories"] == ["n<1K"]
     configs = {c["config_name"]: c for c in data["configs"]}
     assert configs["default"]["data_files"] == [{"split": "train", "path": "data/train-*"}]
-    assert "t1w" in configs["anat"]["columns"] and "dwi" not in configs["anat"]["columns"]
+    assert configs["anat"]["data_files"] == [{"split": "train", "path": "data/anat/train-*"}]
+    anat = {f["name"] for f in next(i for i in data["dataset_info"]
+                                    if i["config_name"] == "anat")["features"]}
+    assert "t1w" in anat and "dwi" not in anat and "subject_id" in anat
+    anat_files = sorted((staged.out / "data" / "anat").glob("*.parquet"))
+    assert len(anat_files) == len(list((staged.out / "data").glob("*.parquet")))
+    assert set(pq.read_schema(anat_files[0]).names) == anat  # its own columns, nothing else
     infos = {i["config_name"]: i for i in data["dataset_info"]}
     default = infos["default"]
     features = {f["name"]: f for f in default["features"]}
@@ -64,6 +71,8 @@ def test_license_mapping(written: str, expected: tuple[str, str | None]) -> None
     assert hub_license(CardMeta(slug="x"), {"License": written}) == expected
     assert hub_license(CardMeta(slug="x", license="cc-by-4.0"), {"License": written}) == \
         ("cc-by-4.0", None)
+    chosen_other = hub_license(CardMeta(slug="x", license="other"), {"License": written})
+    assert chosen_other[0] == "other" and chosen_other[1]  # a name, whatever was written
 
 
 def test_other_license_and_gating_reach_the_yaml(arc_copy: Path, tmp_path: Path) -> None:

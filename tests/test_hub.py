@@ -74,7 +74,7 @@ def test_rerun_sends_nothing_and_new_plans_replace_old_shards(
     first = push(arc_repo, hub_env, "--bids-root", str(arc_tree), "--out", str(out),
                  "--repo-id", REPO, "--max-shard-size", "40KB")
     assert first.returncode == 0, first.stderr
-    old = {p.name for p in (out / "data").glob("*.parquet")}
+    old = {p.relative_to(out).as_posix() for p in (out / "data").rglob("*.parquet")}
     hub_server.reset_stats()
     again = push(arc_repo, hub_env, "--out", str(out), "--repo-id", REPO, "--upload-only")
     assert again.returncode == 0, again.stderr
@@ -87,8 +87,9 @@ def test_rerun_sends_nothing_and_new_plans_replace_old_shards(
     assert bigger.returncode == 0, bigger.stderr
     remote = {p for p in HfApi().list_repo_files(REPO, repo_type="dataset")
               if p.startswith("data/")}
-    assert remote == {"data/train-00000-of-00001.parquet"}
-    assert not {f"data/{n}" for n in old} & remote
+    assert remote == {"data/train-00000-of-00001.parquet",  # the full table and its
+                      "data/anat/train-00000-of-00001.parquet"}  # `anat` config's file
+    assert not old & remote
     assert f"{len(old)} stale deleted" in bigger.stderr
 
 

@@ -192,3 +192,27 @@ def test_a_republish_over_xet_sends_only_what_changed(arc_repo: Path, medium_arc
     more = push(arc_repo, hub_env, "--bids-root", str(tree), "--out", str(out), "--repo-id", REPO)
     assert more.returncode == 0, more.stderr
     assert added <= hub_server.stats(REPO)["bytes_stored"] <= 1.5 * added + 1e6
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_config_downloads_only_its_own_bytes(arc_repo: Path, medium_arc: Path, tmp_path: Path,
+                                               hub_server: HubServer, hub_env: HubEnv,
+                                               streaming: bool) -> None:
+    """The ARC schema's `anat` config (T1w, T2w, FLAIR, lesion, three metadata columns) has
+    files of its own: a consumer loading it gets those bytes, not the DWI and BOLD ones."""
+    import datasets
+
+    out = tmp_path / "staged"
+    staged(arc_repo, medium_arc, out, hub_env, "--repo-id", REPO)
+    own = sum(p.stat().st_size for p in (out / "data" / "anat").glob("*.parquet"))
+    everything = sum(p.stat().st_size for p in (out / "data").rglob("*.parquet"))
+    assert own < everything / 3
+    hub_server.reset_stats()
+    ds = datasets.load_dataset(REPO, "anat", split="train", streaming=streaming)
+    rows = sum(1 for _ in ds.decode(False)) if streaming else len(ds)
+    assert rows == len(list((medium_arc).glob("sub-*/ses-*")))
+    assert set(ds.features) >= {"t1w", "lesion"} and "dwi" not in ds.features
+    sent = hub_server.stats(REPO)["download_bytes_sent"]
+    card = (out / "README.md").stat().st_size
+    # Xet sends chunks compressed, so a little less than the files' size is normal.
+    assert 0.5 * own <= sent <= 1.2 * own + card + 200_000, (sent, own)

@@ -111,10 +111,11 @@ def test_card_alone_restores_nifti_features(staged_arc: Staged, tmp_path: Path) 
     copy = tmp_path / "stripped"
     (copy / "data").mkdir(parents=True)
     (copy / "README.md").write_text((staged_arc.out / "README.md").read_text())
-    for shard in (staged_arc.out / "data").glob("*.parquet"):
-        table = pq.read_table(shard)
-        pq.write_table(table.replace_schema_metadata(None), copy / "data" / shard.name)
-        assert b"huggingface" not in (pq.read_schema(copy / "data" / shard.name).metadata or {})
+    for shard in (staged_arc.out / "data").rglob("*.parquet"):  # each config's files too
+        target = copy / shard.relative_to(staged_arc.out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pq.read_table(shard).replace_schema_metadata(None), target)
+        assert b"huggingface" not in (pq.read_schema(target).metadata or {})
     ds = datasets.load_dataset(str(copy), split="train")
     assert ds.features["t1w"] == datasets.List(datasets.Nifti())
     assert isinstance(ds[0]["t1w"][0], nib.Nifti1Image)
@@ -129,3 +130,45 @@ def test_wab_type_none_is_kept_and_na_is_null(staged_arc: Staged, arc_tree: Path
             assert values[subject] == (None if written == "n/a" else written)
     assert "None" in values.values()
     assert None in values.values()
+
+
+def test_the_printed_load_hint_never_returns_another_folders_data(
+        arc_repo: Path, arc_tree: Path, tmp_path: Path) -> None:
+    """datasets 5.2 caches a local folder whose card declares configs under its basename and a
+    hash blind to the data files (upstream/, problem 4): two staged folders named the same
+    load as one. The load push.py tells the maintainer to use cannot be fooled that way."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import run_push
+
+    trees = {"a": arc_tree, "b": Path(shutil.copytree(arc_tree, tmp_path / "tree-b"))}
+    table = trees["b"] / "participants.tsv"
+    # Another value of the same type and width: the shards keep their sizes, so the two cards
+    # are the same, byte for byte.
+    table.write_text(table.read_text().replace("\t30.8\t", "\t31.9\t"))
+    env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "cache")}  # one user's cache
+    loaded: dict[str, list[str]] = {}
+    plain: dict[str, list[str]] = {}
+    for name, tree in trees.items():
+        out = tmp_path / name / "staged"  # same folder name, same card, other data
+        done = run_push(arc_repo, "--no-progress", "--no-bids-validator", "--bids-root",
+                        str(tree), "--out", str(out))
+        assert done.returncode == 0, done.stderr
+        hint = re.search(r"Load it with (datasets\.load_dataset\(.*\))\.$", done.stdout.strip())
+        assert hint, done.stdout
+        for target, call in ((loaded, hint.group(1)),
+                             (plain, f"datasets.load_dataset({str(out)!r}, split='train')")):
+            code = f"import datasets; print(sorted({{str(r['wab_aq']) for r in {call}}}))"
+            run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                 text=True, check=True)
+            target[name] = run.stdout.strip()
+    assert (out_a := tmp_path / "a" / "staged" / "README.md").read_text() == \
+        (tmp_path / "b" / "staged" / "README.md").read_text(), "the cards differ: no trap"
+    assert "31.89" not in loaded["a"] and "31.89" in loaded["b"] and out_a.exists()
+    # The upstream bug this works around, still present in the pinned release: when this
+    # fails, datasets has fixed it and the workaround can go.
+    assert plain["b"] == plain["a"], "datasets no longer returns the stale build"

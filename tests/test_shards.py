@@ -30,7 +30,7 @@ SMALL = {"max_shard_size": "40KB", "row_group_size": "15KB"}
 
 def digests(out: Path) -> dict[str, str]:
     """sha256 of everything that would be uploaded (shards and card)."""
-    files = [*sorted((out / "data").iterdir()), out / "README.md"]
+    files = [*sorted(p for p in (out / "data").rglob("*") if p.is_file()), out / "README.md"]
     return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in files}
 

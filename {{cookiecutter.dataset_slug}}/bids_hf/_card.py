@@ -46,6 +46,10 @@ _LICENSES = {
     "cc-by-nc-4.0": "cc-by-nc-4.0", "cc-by-nc-sa-4.0": "cc-by-nc-sa-4.0",
     "pddl": "pddl", "odc-by": "odc-by", "odbl": "odbl",
 }
+# The Hub license ids a card can carry: those above, and "other" (with a license_name). A
+# builder's LICENSE is one of these or "auto"; the template offers exactly these choices.
+HUB_LICENSES = ("cc0-1.0", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0",
+                "pddl", "odc-by", "odbl", "other")
 
 DEFAULT_SOURCE = """\
 # {title}
@@ -99,19 +103,21 @@ class StagedStats:
 
 
 def hub_license(meta: CardMeta, description: Mapping[str, Any]) -> tuple[str, str | None]:
-    """(license id, license_name for 'other')."""
-    if meta.license and meta.license != "auto":
-        return meta.license, None
+    """(license id, license_name for 'other'): the builder's LICENSE, or "auto" mapped from
+    dataset_description.json. "other" always carries a name (the Hub asks for one)."""
     written = str(description.get("License", "")).strip()
+    if meta.license and meta.license not in ("auto", "other"):
+        return meta.license, None
     mapped = _LICENSES.get(written.lower())
-    if mapped:
+    if mapped and meta.license == "auto":
         return mapped, None
     if not written:
         return "other", "unspecified"
     return "other", re.sub(r"[^a-z0-9]+", "-", written.lower()).strip("-")[:60] or "custom"
 
 
-def card_data(rowset: RowSet, meta: CardMeta, stats: StagedStats) -> DatasetCardData:
+def card_data(rowset: RowSet, meta: CardMeta, stats: StagedStats,
+              config_stats: Mapping[str, StagedStats] | None = None) -> DatasetCardData:
     description = rowset.index.description
     license_id, license_name = hub_license(meta, description)
     data = DatasetCardData(
@@ -135,25 +141,15 @@ def card_data(rowset: RowSet, meta: CardMeta, stats: StagedStats) -> DatasetCard
     infos: dict[str, DatasetInfo] = {"default": _info(rowset.features, stats, splits)}
     configs: dict[str, dict[str, Any]] = {
         "default": {"data_files": _data_files(splits), "default": True}}
-    id_columns = [c for c in ("subject_id", "session_id") if c in rowset.features]
-    for name, columns in rowset.schema.configs.items():
-        selected = list(dict.fromkeys([*id_columns, *_expand(rowset, columns)]))
+    for name, selected in rowset.config_columns.items():
+        # Files of its own (data/<name>/): loading a config downloads its bytes only, and
+        # the Hub's viewer reads exactly its columns.
         features = datasets.Features({c: rowset.features[c] for c in selected})
-        infos[name] = _info(features, stats, splits)
-        configs[name] = {"data_files": _data_files(splits), "columns": selected}
+        infos[name] = _info(features, (config_stats or {}).get(name, stats), splits)
+        configs[name] = {"data_files": _data_files(splits, name)}
     DatasetInfosDict(infos).to_dataset_card_data(data)
     MetadataConfigs(configs).to_dataset_card_data(data)
     return data
-
-
-def _expand(rowset: RowSet, columns: list[str] | tuple[str, ...] | Any) -> list[str]:
-    """A config naming ``dwi`` also gets ``dwi_bval``, ``dwi_run``...: its companion columns."""
-    out: list[str] = []
-    for col in columns:
-        out.append(col)
-        if col in rowset.image_columns:
-            out += [f for f in rowset.features if f.startswith(f"{col}_")]
-    return out
 
 
 def _info(features: datasets.Features, stats: StagedStats, splits: list[str]) -> DatasetInfo:
@@ -165,8 +161,9 @@ def _info(features: datasets.Features, stats: StagedStats, splits: list[str]) ->
                        dataset_size=sum(stats.num_bytes.values()))
 
 
-def _data_files(splits: list[str]) -> list[dict[str, str]]:
-    return [{"split": s, "path": f"data/{s}-*"} for s in splits]
+def _data_files(splits: list[str], config: str | None = None) -> list[dict[str, str]]:
+    folder = f"data/{config}" if config else "data"
+    return [{"split": s, "path": f"{folder}/{s}-*"} for s in splits]
 
 
 def _size_category(n: int) -> str:
@@ -181,9 +178,10 @@ def _size_category(n: int) -> str:
 
 
 def render_card(rowset: RowSet, meta: CardMeta, stats: StagedStats,
-                source: str | None = None, extra_blocks: Mapping[str, str] | None = None) -> str:
+                source: str | None = None, extra_blocks: Mapping[str, str] | None = None,
+                config_stats: Mapping[str, StagedStats] | None = None) -> str:
     """The full README.md: YAML front matter + the source prose with generated blocks filled."""
-    data = card_data(rowset, meta, stats)
+    data = card_data(rowset, meta, stats, config_stats)
     title = data.get("pretty_name") or meta.slug
     body = _FRONT_MATTER.sub("", source) if source else DEFAULT_SOURCE.format(title=text(title))
     blocks = {
@@ -393,9 +391,17 @@ def _usage(rowset: RowSet, meta: CardMeta) -> str:
         f'print(next(iter(raw))["{first}"]{"[0]" if many else ""}["path"])  # e.g. sub-01/anat/...',
     ]
     for name in rowset.schema.configs:
-        lines += ["", f"# Only the columns of the '{name}' config:",
-                  f'ds = load_dataset("{repo}", "{name}", split="{split}", streaming=True)']
-    lines += ["```"]
+        lines += ["", f"# Only the '{name}' config: its own files, so only its bytes download",
+                  f'ds = load_dataset("{repo}", "{name}", split="{split}")']
+    lines += [
+        "```",
+        "",
+        ("Each config has Parquet files of its own (`data/<config>/`): loading one downloads "
+        "its columns only, streamed or not. Selecting columns of the full table with "
+        "`columns=` still downloads whole files (or, streamed, about 5 MB more per row "
+        "group). Each file is one row group of at most about 64 MB; streaming holds a few "
+        "files' worth in memory. The Hub's viewer previews rows up to 300 MB."),
+    ]
     return "\n".join(lines)
 
 

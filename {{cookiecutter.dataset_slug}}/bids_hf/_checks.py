@@ -1,7 +1,8 @@
 """Checks that run before any shard is written: cheap, and all of them, in one report.
 
-Counts, required files, empty images, files that leave the dataset, and personal
-information in what will be published (tables, sidecars, the card's sources). What needs
+Counts, required files, empty images, files that leave the dataset, rows too large for the
+Hub's viewer, and personal information in what will be published (tables, sidecars, the
+card's sources). What needs
 the images' bytes (integrity, header privacy) is checked while they are read for their
 shards, in the same pass (``_inspect``, ``_shards``); ``image_checks`` turns those findings
 into the same kind of report.
@@ -21,10 +22,11 @@ from ._phi import (
     scan_tables,
     scan_unpublished_sidecars,
 )
+from ._plan import VIEWER_SCAN_LIMIT
 from ._results import ValidationCheck
 from ._rows import RowSet
 from ._schema import Expected
-from ._util import first_lines, shown, summarize_paths
+from ._util import first_lines, human_bytes, shown, summarize_paths
 
 REQUIRED_FILES = ("dataset_description.json",)
 
@@ -33,7 +35,7 @@ def pre_build_checks(rowset: RowSet, *, allow_phi: bool = False) -> list[Validat
     """Counts, required files, empty images, links that leave the dataset, and privacy
     findings in the tables, sidecars and card text that will be published."""
     return [_required_files(rowset), *_expected_counts(rowset), _empty_files(rowset),
-            _inside_dataset(rowset),
+            _inside_dataset(rowset), _viewable(rowset),
             *privacy_checks(published_findings(rowset), rowset.schema.privacy.allow,
                             allow_phi)]
 
@@ -157,6 +159,25 @@ def _empty_files(rowset: RowSet) -> ValidationCheck:
                  "Replace them with the real images (a DataLad/git-annex tree may need "
                  "`datalad get`).") if empty else "",
     )
+
+
+def _viewable(rowset: RowSet) -> ValidationCheck:
+    """Rows too large for the Hub's dataset viewer, which reads at most 300 MB at once (one
+    row group of the columns it shows; a row is never split across row groups)."""
+    big = [r for r in rowset.rows if r.nbytes > VIEWER_SCAN_LIMIT]
+    lines = []
+    for r in big[:10]:
+        viewable = [c for c in rowset.schema.configs
+                    if rowset.config_bytes(r, c) <= VIEWER_SCAN_LIMIT]
+        also = f"; configs {', '.join(viewable)} still show it" if viewable else ""
+        lines.append(f"{shown(r.key)}: {human_bytes(r.nbytes)}{also}")
+    return ValidationCheck(
+        name="rows the Hub's viewer can preview", expected=0, actual=len(big), passed=not big,
+        severity="warning",
+        details=first_lines(lines, 10) + (
+            f"\nThe viewer cannot preview rows over {human_bytes(VIEWER_SCAN_LIMIT)} (the data "
+            "load fine). Use row='image' (one image per row), or give the large modality a "
+            "config of its own so the other configs stay viewable." if big else ""))
 
 
 def _inside_dataset(rowset: RowSet) -> ValidationCheck:

@@ -82,7 +82,9 @@ def build_parser(prog: str = "push.py") -> argparse.ArgumentParser:
     p.add_argument("--http-timeout", type=float, default=300.0,
                    help="seconds one Hub request may stall before it is retried (default 300)")
     p.add_argument("--max-shard-size",
-                   help="largest shard (default: as in OUT's saved plan, else 500MB)")
+                   help="largest Parquet file (default: as in OUT's saved plan, else 64MB, one "
+                        "row group per file; larger when the Hub's 10,000 files per folder "
+                        "would not do)")
     p.add_argument("--row-group-size",
                    help="largest row group; peak memory grows with it (default: as in OUT's "
                         "saved plan, else 64MB)")
@@ -143,7 +145,8 @@ def main(load_builder: Callable[[], type[BidsBuilder]], argv: Sequence[str] | No
         return EXIT_INTERRUPTED
     except BidsHfError as err:
         _say(f"error: {err}")
-        if err.resumable:
+        # Most resumable errors say themselves how to resume: say it once.
+        if err.resumable and "rerun" not in str(err).lower():
             _say("Rerun the same command to resume: finished shards are reused.")
         return err.exit_code
     except Exception:  # noqa: BLE001  (unforeseen: show the traceback, it is a bug to report)
@@ -266,7 +269,7 @@ def _run(builder: type[BidsBuilder], args: argparse.Namespace) -> int:
         return EXIT_CHECKS
     manifest = staged.manifest
     _say(f"staged: {out} ({len(manifest.shards)} shard(s), "
-         f"{human_bytes(sum(s['size'] for s in manifest.shards))}) in "
+         f"{human_bytes(manifest.data_bytes)}) in "
          f"{time.perf_counter() - t1:.1f} s")
     _say(staged.verification.summary())
     if not staged.verification.all_passed:
@@ -368,7 +371,7 @@ def _summary(out: Path, manifest: Any, rowset: RowSet, seconds: float) -> None:
     rows = sum(s["num_examples"] for s in manifest.splits.values())
     split = rowset.splits[0]
     print(f"OK: {rows} rows, {len(rowset.features)} columns, {len(manifest.shards)} shard(s), "
-          f"{human_bytes(sum(s['size'] for s in manifest.shards))} staged in {out} "
+          f"{human_bytes(manifest.data_bytes)} staged in {out} "
           f"({seconds:.1f} s). Load it with "
           f"datasets.load_dataset({str(out)!r}, split={split!r}, streaming=True).")
 

@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from ._entities import NON_ENTITY_COLUMNS, parse_name
 from ._errors import InputError
-from ._util import natural_key
+from ._util import natural_key, shown
 
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 # Subjects, or the templates of a template dataset (tpl-*, with cohort-* as its "sessions").
@@ -180,7 +180,7 @@ def index_bids(root: str | os.PathLike[str]) -> BidsIndex:
     root_path = Path(os.path.abspath(root))  # absolute but not resolved: keep symlinks
     if not root_path.is_dir():
         raise BidsIndexError(
-            f"BIDS root {root} does not exist or is not a folder. "
+            f"BIDS root {shown(str(root))} does not exist or is not a folder. "
             "Pass the folder that holds dataset_description.json and the sub-* folders."
         )
     ignore = _BidsIgnore.load(root_path)
@@ -220,6 +220,8 @@ def index_bids(root: str | os.PathLike[str]) -> BidsIndex:
         if path not in indexed and (loose := _loose_file(root_path, path)) is not None:
             if ignore.match(path):
                 loose = replace(loose, bidsignored=True)
+            elif loose.size < 0:  # e.g. annexed content not fetched: named by the readability
+                unreadable.append(path)  # check before the build, as BIDS-named files are
             files.append(loose)
     ignored += [p for p in nifti if ignore.match(p) and p not in ignored]
     files.sort(key=BidsFile.sort_key)
@@ -239,7 +241,8 @@ def index_bids(root: str | os.PathLike[str]) -> BidsIndex:
     }
     if not subjects and not files:
         raise BidsIndexError(
-            f"No sub-* folders (nor tpl-* folders of a template dataset) under {root}. Is this "
+            f"No sub-* folders (nor tpl-* folders of a template dataset) under "
+            f"{shown(str(root))}. Is this "
             "the BIDS root (the folder holding dataset_description.json)?"
         )
     return BidsIndex(
@@ -342,8 +345,8 @@ def read_json_file(path: Path, root: Path, context: str) -> Any:
         problem = f"it is not valid UTF-8 JSON ({err})"
     except OSError as err:
         problem = f"it cannot be read ({err.strerror})"
-    where = f" ({context})" if context else ""
-    raise BidsIndexError(f"Cannot read {rel}{where}: {problem}. Fix or remove the file.")
+    where = f" ({shown(context)})" if context else ""
+    raise BidsIndexError(f"Cannot read {shown(rel)}{where}: {problem}. Fix or remove the file.")
 
 
 def _walk_nifti(root: Path) -> Iterator[str]:

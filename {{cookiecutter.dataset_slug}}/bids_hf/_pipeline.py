@@ -29,12 +29,12 @@ from typing import Literal
 from ._bids_validator import bids_validator_check
 from ._card import CardMeta
 from ._checks import image_checks, pre_build_checks
-from ._errors import ChecksFailed, InputError, SourceChangedError
+from ._errors import ChecksFailed, DiskFullError, InputError, SourceChangedError
 from ._hub import PublishResult, RetryPolicy, check_load, http_timeout, verify_remote
 from ._hub import publish as _upload
 from ._index import index_bids
 from ._phi import Finding, blocking_findings
-from ._plan import DEFAULT_MAX_SHARD_SIZE, DEFAULT_ROW_GROUP_SIZE, ShardPlan, plan_shards
+from ._plan import ShardPlan, plan_shards
 from ._results import Severity, ValidationCheck, ValidationResult
 from ._rows import RowSet, assemble_rows
 from ._schema import Schema
@@ -44,12 +44,15 @@ from ._state import (
     Manifest,
     StagingLock,
     claim,
+    disk_full,
     forget_shard,
+    free_space,
     load_plan,
     mark_verified,
     read_shard_record,
     require_free_space,
     save_plan,
+    space_wanted,
     unmark_verified,
 )
 from ._util import available_cpus, shown
@@ -64,8 +67,9 @@ class Options:
     """How a run goes: push.py's flags and ``push_to_hub``'s keywords fill these fields.
 
     Args:
-        max_shard_size: largest shard (``"500MB"``); ``None``: the staging folder's saved
-            plan's, else 500MB.
+        max_shard_size: largest Parquet file (``"64MB"``); ``None``: the staging folder's
+            saved plan's, else 64MB (one row group per file, which keeps a consumer's
+            streaming memory small), grown as needed for the Hub's files-per-folder limit.
         row_group_size: largest row group; peak memory grows with it. ``None``: the saved
             plan's, else 64MB.
         num_proc: CPUs to use; ``None``: every CPU this process may use.
@@ -153,8 +157,8 @@ def plan(rowset: RowSet, out: Path, options: Options) -> ShardPlan:
     saved = load_plan(out)
     return plan_shards(
         rowset,
-        options.max_shard_size or (saved.max_shard_size if saved else DEFAULT_MAX_SHARD_SIZE),
-        options.row_group_size or (saved.row_group_size if saved else DEFAULT_ROW_GROUP_SIZE),
+        options.max_shard_size or (saved.max_shard_size if saved else None),
+        options.row_group_size or (saved.row_group_size if saved else None),
     )
 
 
@@ -193,53 +197,67 @@ def stage(rowset: RowSet, out: Path, meta: CardMeta, options: Options, *,
     check passed. One run at a time per folder (``StagingLock``)."""
     refuse_out_inside_root(rowset, out)
     with StagingLock(out):
-        claim(out, meta.slug)
-        unmark_verified(out)
-        remove_temporary_files(out)
         shard_plan = shard_plan or plan(rowset, out, options)
-        save_plan(out, shard_plan)
-        require_free_space(out, _bytes_to_write(out, shard_plan))
-        validator = _in_background(lambda: bids_validator_check(
-            rowset.index.root, strict=rowset.schema.strict)) if options.bids_validator else None
-        build = build_shards(rowset, shard_plan, out, cpus=options.cpus, full=options.integrity,
-                             progress=options.progress)
-        changed = changed_since_indexed(rowset)
-        if changed:
-            raise SourceChangedError(
-                f"{len(changed)} source file(s) changed while the dataset was being staged "
-                f"(e.g. {shown(changed[0])}); what was staged no longer matches the tree. Rerun "
-                "once the data stop changing: shards whose sources are unchanged are reused.",
-                resumable=True)
-        say(f"build: {len(build.built)} shard(s) written, {len(build.reused)} reused; "
-            f"{len(build.sources)} images read once (hashed, "
-            f"{'inflated in full' if options.integrity else 'headers checked'}, scanned, "
-            "embedded, read back)")
-        checks = ValidationResult(image_checks(
-            rowset, [str(b) for b in build.bad], build.findings, full=options.integrity,
-            allow_phi=options.allow_phi))
-        if validator is not None:
-            checks.add(validator.result())
-        staged = Staged(out, shard_plan, build, checks)
-        if build.bad or not checks.all_passed:
-            # No card, no manifest; shards holding bad images were not kept, and shards whose
-            # images may not be published as they are go too.
-            _drop_shards_with(out, build, blocking_findings(
-                build.findings, rowset.schema.privacy.allow, options.allow_phi))
-            return staged
-        remove_stale(out, set(build.records))
-        staged.manifest = write_card_and_manifest(rowset, shard_plan, out, meta, build.records,
-                                                  card_source=card_source)
-        staged.verification = verify_staged(out, rowset, shard_plan, staged.manifest)
-        if staged.ok:
-            mark_verified(out)
+        try:
+            return _stage_locked(rowset, out, meta, options, shard_plan, card_source, say)
+        except DiskFullError as err:
+            if not err.resumable:
+                raise  # the free-space check's refusal: it has the numbers, nothing was written
+            # The write that failed knew only its own size: say instead what the rerun needs,
+            # the free-space check's figure for the shards not finished yet.
+            needed = space_wanted(_bytes_to_write(out, shard_plan)) - free_space(out)
+            raise disk_full(out, max(needed, 0)) from err  # 0: freed since, say no figure
+
+
+def _stage_locked(rowset: RowSet, out: Path, meta: CardMeta, options: Options,
+                  shard_plan: ShardPlan, card_source: str | None, say: Say) -> Staged:
+    claim(out, meta.slug)
+    unmark_verified(out)
+    remove_temporary_files(out)
+    require_free_space(out, _bytes_to_write(out, shard_plan))  # before anything is written
+    save_plan(out, shard_plan)
+    validator = _in_background(lambda: bids_validator_check(
+        rowset.index.root, strict=rowset.schema.strict)) if options.bids_validator else None
+    build = build_shards(rowset, shard_plan, out, cpus=options.cpus, full=options.integrity,
+                         progress=options.progress)
+    changed = changed_since_indexed(rowset)
+    if changed:
+        raise SourceChangedError(
+            f"{len(changed)} source file(s) changed while the dataset was being staged "
+            f"(e.g. {shown(changed[0])}); what was staged no longer matches the tree. Rerun "
+            "once the data stop changing: shards whose sources are unchanged are reused.",
+            resumable=True)
+    say(f"build: {len(build.built)} shard(s) written, {len(build.reused)} reused; "
+        f"{len(build.sources)} images read once (hashed, "
+        f"{'inflated in full' if options.integrity else 'headers checked'}, scanned, "
+        "embedded, read back)")
+    checks = ValidationResult(image_checks(
+        rowset, [str(b) for b in build.bad], build.findings, full=options.integrity,
+        allow_phi=options.allow_phi))
+    if validator is not None:
+        checks.add(validator.result())
+    staged = Staged(out, shard_plan, build, checks)
+    if build.bad or not checks.all_passed:
+        # No card, no manifest; shards holding bad images were not kept, and shards whose
+        # images may not be published as they are go too.
+        _drop_shards_with(out, build, blocking_findings(
+            build.findings, rowset.schema.privacy.allow, options.allow_phi))
         return staged
+    remove_stale(out, {name for r in build.records.values() for name in r.files})
+    staged.manifest = write_card_and_manifest(rowset, shard_plan, out, meta, build.records,
+                                              card_source=card_source)
+    staged.verification = verify_staged(out, rowset, shard_plan, staged.manifest)
+    if staged.ok:
+        mark_verified(out)
+    return staged
 
 
 def _drop_shards_with(out: Path, build: BuildResult, findings: list[Finding]) -> None:
     paths = {f.path for f in findings}
     for name, record in list(build.records.items()):
         if paths & set(record.sources):
-            (out / name).unlink(missing_ok=True)
+            for file in record.files:
+                (out / file).unlink(missing_ok=True)
             forget_shard(out, name)
             del build.records[name]
 

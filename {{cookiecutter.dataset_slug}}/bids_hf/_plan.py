@@ -33,11 +33,18 @@ from ._rows import Row, RowSet
 from ._util import human_bytes, parse_size, sha256_text
 
 #: Bumped when the bytes written for the same input would change (invalidates old shards).
-FORMAT_VERSION = "2"
-DEFAULT_MAX_SHARD_SIZE = "500MB"
-# Peak memory is about: imports (~145 MB with datasets) + one row group + ~2 pages of the
-# largest image in pyarrow's writer. 64 MB keeps a build under 300 MB on ARC-sized images.
+FORMAT_VERSION = "3"
+# One row group per file, of at most 64 MB. A consumer streaming the dataset holds about ten
+# times one file in memory (pyarrow pre-buffers every row group of an open file, see
+# apache/arrow#39808, and fsspec and datasets each keep copies), so small files keep streaming
+# memory small and flat; a build holds one row group plus the largest image. The Hub takes
+# fewer than 10,000 files per folder: past AUTO_MAX_FILES shards the default size grows.
+DEFAULT_MAX_SHARD_SIZE = "64MB"
 DEFAULT_ROW_GROUP_SIZE = "64MB"
+AUTO_MAX_FILES = 8_000
+# The Hub's dataset viewer refuses to scan more than this many bytes at once (one row group
+# of the columns it shows): a row larger than that cannot be previewed.
+VIEWER_SCAN_LIMIT = 300_000_000
 # One Arrow ``binary`` array holds at most 2 GiB; a single row's column above that cannot
 # be written (``Nifti`` storage is ``binary``, not ``large_binary``).
 _ARROW_BINARY_LIMIT = 2**31 - 1 - (1 << 20)
@@ -56,10 +63,20 @@ class ShardSpec:
     row_groups: tuple[tuple[int, ...], ...]  # the same indices, grouped
     nbytes: int  # bytes of embedded files
     fingerprint: str
+    configs: tuple[str, ...] = ()  # each also gets a file of its own columns, same rows
 
     @property
     def name(self) -> str:
         return shard_name(self.split, self.index, self.count)
+
+    def config_file(self, config: str) -> str:
+        """``data/<config>/<split>-NNNNN-of-MMMMM.parquet``: the same rows, its columns."""
+        return shard_name(self.split, self.index, self.count, config)
+
+    @property
+    def files(self) -> list[str]:
+        """Every file this shard writes: the full table first, then one per config."""
+        return [self.name, *(self.config_file(c) for c in self.configs)]
 
 
 @dataclass(frozen=True)
@@ -93,7 +110,8 @@ class ShardPlan:
         data = dict(data)
         shards = tuple(
             ShardSpec(**{**s, "rows": tuple(s["rows"]),
-                         "row_groups": tuple(tuple(g) for g in s["row_groups"])})
+                         "row_groups": tuple(tuple(g) for g in s["row_groups"]),
+                         "configs": tuple(s.get("configs", ()))})
             for s in data.pop("shards")
         )
         return cls(shards=shards, **data)
@@ -120,12 +138,18 @@ class ShardPlan:
 
 def plan_shards(
     rowset: RowSet,
-    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
-    row_group_size: int | str = DEFAULT_ROW_GROUP_SIZE,
+    max_shard_size: int | str | None = None,
+    row_group_size: int | str | None = None,
 ) -> ShardPlan:
-    max_shard = parse_size(max_shard_size)
+    """Pack the rows into shards and row groups. Sizes left ``None`` take the defaults, and
+    the shard size then grows as needed to stay under the Hub's files-per-folder limit."""
+    total = sum(r.nbytes for r in rowset.rows)
+    max_shard = parse_size(max_shard_size or DEFAULT_MAX_SHARD_SIZE)
+    if max_shard_size is None and total / max_shard > AUTO_MAX_FILES:
+        max_shard = -(-total // AUTO_MAX_FILES)
     # A row group's image column is one Arrow binary array (32-bit offsets).
-    max_group = min(parse_size(row_group_size), max_shard, _ARROW_BINARY_LIMIT)
+    max_group = min(parse_size(row_group_size or DEFAULT_ROW_GROUP_SIZE), max_shard,
+                    _ARROW_BINARY_LIMIT)
     _check_cells(rowset)
     base = [FORMAT_VERSION, json.dumps(rowset.features.to_dict(), sort_keys=True),
             rowset.schema.fingerprint_text()]
@@ -143,6 +167,7 @@ def plan_shards(
                 split=split, index=n, count=len(packed), rows=spec_rows,
                 row_groups=tuple(tuple(g) for g in groups),
                 nbytes=sum(rowset.rows[i].nbytes for i in spec_rows), fingerprint=fp,
+                configs=tuple(rowset.schema.configs),
             ))
     if not shards:
         raise PlanError("The dataset has no rows: no subject folders matched the schema.")
@@ -157,9 +182,11 @@ def plan_shards(
     )
 
 
-def shard_name(split: str, index: int, count: int) -> str:
-    """The file name of a shard, as ``datasets``' own ``push_to_hub`` names them."""
-    return f"data/{split}-{index:05d}-of-{count:05d}.parquet"
+def shard_name(split: str, index: int, count: int, config: str | None = None) -> str:
+    """The file name of a shard, as ``datasets``' own ``push_to_hub`` names them (a config's
+    files in a folder of their own)."""
+    folder = f"data/{config}" if config else "data"
+    return f"{folder}/{split}-{index:05d}-of-{count:05d}.parquet"
 
 
 def _pack(indices: Sequence[int], rows: list[Row], limit: int) -> list[list[int]]:
@@ -232,7 +259,7 @@ def _check_hub_limits(shards: list[ShardSpec], max_shard: int) -> None:
                         "recommends per file; use 500MB to 5GB.")
     if len(shards) >= HUB_MAX_FILES_PER_FOLDER:
         total = sum(s.nbytes for s in shards)
-        fits = human_bytes(total / (HUB_MAX_FILES_PER_FOLDER // 2))
+        fits = human_bytes(total / AUTO_MAX_FILES)
         raise PlanError(f"The plan has {len(shards)} shards, over the Hub's limit of "
                         f"{HUB_MAX_FILES_PER_FOLDER:,} files in one folder (data/). Raise "
                         f"--max-shard-size (e.g. to {fits}).")

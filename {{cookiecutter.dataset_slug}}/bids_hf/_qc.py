@@ -16,6 +16,7 @@ use the same answer.
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from ._slices import (
     read_slices,
     window,
 )
+from ._state import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +121,12 @@ def write_qc_picture(rowset: RowSet, out_dir: Path, n_rows: int = 6) -> QcPictur
     if not strips:
         return None
     path = out_dir / QC_FILE
-    _stack(strips).save(path, format="PNG", optimize=False, compress_level=9)
+    png = io.BytesIO()
+    # Level 6 (zlib's default): 12% larger than level 9 here, in a seventh of the time.
+    _stack(strips).save(png, format="PNG", optimize=False, compress_level=6)
+    # Atomically, as every staged file. Saved to the path, Pillow 13 left an empty qc.png
+    # when the disk filled: closing its file raises ENOSPC again before its cleanup runs.
+    write_atomic(path, png.getvalue())
     return QcPicture(path, main, mask, labels, overlaid, skipped)
 
 

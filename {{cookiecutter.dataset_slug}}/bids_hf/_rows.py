@@ -84,6 +84,25 @@ class RowSet:
     def column_files(self, column: str) -> int:
         return sum(len(r.images.get(column, ())) for r in self.rows)
 
+    @property
+    def config_columns(self) -> dict[str, list[str]]:
+        """Each config's columns, in feature order: the ids, the columns it names, and the
+        columns aligned with its image columns (``dwi`` brings ``dwi_bval``, ``dwi_run``...)."""
+        out: dict[str, list[str]] = {}
+        for name, named in self.schema.configs.items():
+            wanted = set(named) | {"subject_id", "session_id"}
+            for column in named:
+                if column in self.image_columns:
+                    wanted |= {f for f in self.features if f.startswith(f"{column}_")}
+            out[name] = [f for f in self.features if f in wanted]
+        return out
+
+    def config_bytes(self, row: Row, config: str) -> int:
+        """Bytes of the images a row holds in a config's columns."""
+        columns = set(self.config_columns[config])
+        return sum(max(f.size, 0) for c, files in row.images.items() if c in columns
+                   for f in files)
+
 
 def assemble_rows(index: BidsIndex, schema: Schema) -> RowSet:
     """Apply ``schema`` to ``index``. Problems become checks on the result, never exceptions,

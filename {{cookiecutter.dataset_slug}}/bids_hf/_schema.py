@@ -23,6 +23,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,6 +243,7 @@ class Expected:
     tolerance: float = 0.0
 
 
+_CONFIG_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 Defacing = Literal["yes", "not-needed"]
 DEFACING = ("yes", "not-needed")
 
@@ -294,8 +296,10 @@ class Schema:
         expected: counts checked before anything is built.
         splits: ``None`` (everything is ``train``), a metadata column whose values are split
             names, or ``{split: [participant_id, ...]}``.
-        configs: extra named column subsets, e.g. ``{"anat": ["t1w", "lesion"]}``; every
-            config reads the same Parquet files, so no bytes are stored twice.
+        configs: extra named column subsets, e.g. ``{"anat": ["t1w", "lesion"]}``. Each is
+            written as Parquet files of its own (``data/<config>/``), so loading it downloads
+            its own bytes only; on the Hub's Xet storage the duplicated image bytes are
+            deduplicated.
         strict: make NIfTI files that no column claims an error instead of a warning.
         privacy: decisions on fields that look personal (``Privacy``): allowed with a reason,
             dropped from published sidecars, and the defacing attestation.
@@ -345,6 +349,10 @@ class Schema:
                 f"name='tsv_{min(clash)}')."
             )
         for config, names in self.configs.items():
+            if not _CONFIG_NAME.match(config) or config in ("default", "data"):
+                raise SchemaError(
+                    f"Config name {config!r}: use lowercase letters, digits, '_' or '-' (it "
+                    "names the folder of its Parquet files), and not 'default' or 'data'.")
             unknown = [n for n in names if n not in self.columns and n not in self.metadata_columns()]
             if unknown:
                 raise SchemaError(f"Config {config!r} names unknown columns {unknown}.")
@@ -395,6 +403,7 @@ class Schema:
                 "metadata": {t: {c: repr(m) for c, m in cols.items()}
                              for t, cols in self.metadata_spec().items()},
                 "drop": sorted(self.privacy.drop),  # changes the published sidecar text
+                "configs": {k: list(v) for k, v in self.configs.items()},
                 "splits": self.splits if not isinstance(self.splits, Mapping)
                 else {k: list(v) for k, v in self.splits.items()},
             },

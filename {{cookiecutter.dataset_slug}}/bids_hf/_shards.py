@@ -118,6 +118,7 @@ class _Job:
     root: str
     out: str
     full: bool  # inflate every image (integrity); the header check runs regardless
+    configs: dict[str, list[str]] = field(default_factory=dict)  # config -> its columns
 
 
 @dataclass
@@ -167,7 +168,7 @@ def _job(rowset: RowSet, spec: ShardSpec, out: Path, full: bool) -> _Job:
     return _Job(spec=spec, rows=[rowset.rows[i] for i in spec.rows],
                 features=rowset.features.to_dict(), image_columns=rowset.image_columns,
                 schema_row=rowset.schema.row, root=str(rowset.index.root), out=str(out),
-                full=full)
+                full=full, configs={c: rowset.config_columns[c] for c in spec.configs})
 
 
 def changed_since_indexed(rowset: RowSet) -> list[str]:
@@ -200,32 +201,35 @@ def _reusable(out: Path, specs: list[ShardSpec], root: Path,
               pool: ThreadPoolExecutor) -> list[ShardRecord | None]:
     """For each spec, its record if the shard on disk can be kept as it is, else ``None``.
 
-    Kept when the record matches the plan's fingerprint, the file hashes to the record, and
-    every source hashes to what the shard embeds. All hashes run in ``pool``."""
-    candidates: list[tuple[ShardSpec, ShardRecord, Future[str | None],
+    Kept when the record matches the plan's fingerprint, its files (the full table and each
+    config's) hash to the record, and every source hashes to what they embed. All hashes
+    run in ``pool``."""
+    candidates: list[tuple[ShardSpec, ShardRecord, dict[str, Future[str | None]],
                            dict[str, Future[str | None]]]] = []
     for spec in specs:
         record = read_shard_record(out, spec.name)
-        path = out / spec.name
-        if record is None or record.fingerprint != spec.fingerprint:
+        if record is None or record.fingerprint != spec.fingerprint \
+                or sorted(record.files) != sorted(spec.files):
             continue
         try:
-            if path.stat().st_size != record.size:
+            if any((out / name).stat().st_size != f["size"] for name, f in record.files.items()):
                 continue
         except OSError:
             continue
-        candidates.append((spec, record, pool.submit(_hash_or_none, path),
+        candidates.append((spec, record,
+                           {n: pool.submit(_hash_or_none, out / n) for n in record.files},
                            {p: pool.submit(_hash_or_none, root / p) for p in record.sources}))
     kept: dict[str, ShardRecord] = {}
-    for spec, record, shard_hash, sources in candidates:
-        if shard_hash.result() != record.sha256:
+    for spec, record, files, sources in candidates:
+        if any(f.result() != record.files[n]["sha256"] for n, f in files.items()):
             forget_shard(out, spec.name)  # corrupted or replaced since it was verified
             continue
         if any(f.result() != record.sources[p] for p, f in sources.items()):
             forget_shard(out, spec.name)  # a source changed: its shard no longer matches
             continue
         try:
-            _check_written(out / spec.name, spec)
+            for name in spec.files:
+                _check_written(out / name, spec)
         except ShardError:
             forget_shard(out, spec.name)
             continue
@@ -250,6 +254,7 @@ def _write_here(jobs: list[_Job], threads: int, advance: ProgressFn) -> list[_Ou
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bids-hf-read") as pool, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="bids-hf-commit") as committer:
         pending: Future[_Outcome] | None = None
+        written: _Written | None = None
         try:
             for job in jobs:
                 written = _write_tmp(job, pool, advance)
@@ -257,10 +262,14 @@ def _write_here(jobs: list[_Job], threads: int, advance: ProgressFn) -> list[_Ou
                     outcomes.append(pending.result())
                     pending = None
                 pending = committer.submit(_commit, written)
+                written = None
             if pending is not None:
                 outcomes.append(pending.result())
                 pending = None
         except BaseException:
+            if written is not None:  # the previous commit failed before this one was handed
+                for tmp in written.tmps.values():  # over: nothing else would remove them
+                    tmp.unlink(missing_ok=True)
             if pending is not None:  # let it finish: it removes its temporary file if it fails
                 with contextlib.suppress(BaseException):
                     pending.result()
@@ -270,50 +279,81 @@ def _write_here(jobs: list[_Job], threads: int, advance: ProgressFn) -> list[_Ou
 
 @dataclass(frozen=True)
 class _Written:
-    """A finished temporary shard, not yet committed, and what its images turned out to be."""
+    """A finished shard in temporary files (the full table, then each config's), not yet
+    committed, and what its images turned out to be."""
 
     job: _Job
-    tmp: Path
+    tmps: dict[str, Path]  # final name -> temporary file
     reports: list[ImageReport]
 
 
-def _tmp_path(out: Path, spec: ShardSpec) -> Path:
-    final = out / spec.name
+def _tmp_path(out: Path, name: str) -> Path:
+    final = out / name
     return final.with_name(f".{final.name}.tmp")
 
 
 def _write_tmp(job: _Job, pool: ThreadPoolExecutor, advance: ProgressFn | None) -> _Written:
     spec, out, root = job.spec, Path(job.out), Path(job.root)
-    tmp = _tmp_path(out, spec)
+    tmps = {name: _tmp_path(out, name) for name in spec.files}
     features = datasets.Features.from_dict(job.features)
     by_index = dict(zip(spec.rows, job.rows, strict=True))
     forget_shard(out, spec.name)  # the old record no longer describes what will be there
     groups = [[by_index[i] for i in group] for group in spec.row_groups]
     reports: list[ImageReport] = []
+    writers: dict[str, tuple[ParquetWriter, list[str] | None]] = {}
     try:
-        with no_space_is_an_error(tmp.parent, spec.nbytes), \
-                pa.OSFile(str(tmp), "wb") as stream:
-            writer = _EmbeddedParquetWriter(features=features, stream=stream)
+        # A full disk surfaces as OSError(ENOSPC) from whichever write of pyarrow's Parquet
+        # writer hits it (pages, page index, footer: pyarrow 26, checked page by page on a
+        # full tmpfs), so no preallocation is needed to fail cleanly.
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(no_space_is_an_error(out / "data", spec.nbytes))
+            for name, tmp in tmps.items():
+                tmp.parent.mkdir(parents=True, exist_ok=True)
+                stream = stack.enter_context(pa.OSFile(str(tmp), "wb"))
+                columns = None if name == spec.name else job.configs[_config_of(name)]
+                subset = features if columns is None else datasets.Features(
+                    {c: features[c] for c in columns})
+                writers[name] = (_EmbeddedParquetWriter(features=subset, stream=stream),
+                                 columns)
             for k, rows in enumerate(groups):
                 if k + 1 < len(groups):
                     _prefetch(groups[k + 1], root)  # the kernel reads ahead while we encode
-                reports += _write_group(writer, rows, job, features, root, pool)
+                reports += _write_group(writers, rows, job, features, root, pool)
                 # Hand freed pages back to the OS now: the allocator would otherwise keep
                 # them, and peak memory would grow with the number of row groups.
                 pa.default_memory_pool().release_unused()
                 if advance is not None:
                     advance(sum(r.nbytes for r in rows))
-            writer.finalize(close_stream=False)
-        return _Written(job, tmp, reports)
+            for writer, _ in writers.values():
+                writer.finalize(close_stream=False)
+        return _Written(job, tmps, reports)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for writer, _ in writers.values():
+            _abandon(writer)
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
         raise
 
 
-def _write_group(writer: ParquetWriter, rows: list[Row], job: _Job, features: datasets.Features,
-                 root: Path, pool: ThreadPoolExecutor) -> list[ImageReport]:
-    """Read the group's files into one buffer (in parallel), then encode it while the pool
-    inspects the same bytes."""
+def _abandon(writer: ParquetWriter) -> None:
+    """Forget a writer whose file is being deleted. After a failed write pyarrow's writer
+    still counts itself open, and its ``__del__`` would later write a footer into the closed
+    file: "Exception ignored ... Invalid operation on closed file" and a traceback on stderr,
+    after the run's own message."""
+    if writer.pa_writer is not None:
+        writer.pa_writer.is_open = False
+
+
+def _config_of(name: str) -> str:
+    """``data/<config>/<file>`` -> ``<config>``."""
+    return name.split("/")[1]
+
+
+def _write_group(writers: dict[str, tuple[ParquetWriter, list[str] | None]], rows: list[Row],
+                 job: _Job, features: datasets.Features, root: Path,
+                 pool: ThreadPoolExecutor) -> list[ImageReport]:
+    """Read the group's files into one buffer (in parallel), then encode it into the full
+    table and each config's file while the pool inspects the same bytes."""
     layout = _Layout(rows, job.image_columns)
     buffer, view = _blob_buffer(layout.total)
     slices = [(f, view[a:b]) for f, a, b in layout.files]
@@ -321,8 +361,10 @@ def _write_group(writer: ParquetWriter, rows: list[Row], job: _Job, features: da
     inspections = [pool.submit(inspect_image, target, f.path, job.full) for f, target in slices]
     try:
         table = _table(rows, layout, buffer, features, job.image_columns, job.schema_row)
-        # One write per row group: datasets passes writer_batch_size as pyarrow's row group size.
-        writer.write_table(table, writer_batch_size=len(rows))
+        for writer, columns in writers.values():
+            part = table if columns is None else table.select(columns)  # no copy
+            # One write per row group: datasets passes writer_batch_size as its row group size.
+            writer.write_table(part, writer_batch_size=len(rows))
         del table
     finally:
         wait(inspections)  # they read the buffer: it may not go before they are done
@@ -337,51 +379,65 @@ def _all_done(futures: list[Future[None]]) -> None:
 
 
 def _commit(written: _Written) -> _Outcome:
-    """Keep a temporary shard only if its images are intact and read back equal: fsync,
-    hash, check the footer, read back, rename, record."""
-    job, tmp = written.job, written.tmp
+    """Keep a shard's temporary files only if its images are intact and read back equal:
+    fsync, hash, check the footer, read back, rename, record."""
+    job, tmps = written.job, written.tmps
     spec, out = job.spec, Path(job.out)
-    final = out / spec.name
     bad = [BadImage(r.path, r.problem) for r in written.reports if r.problem]
     if bad:  # neither this shard nor an earlier version of it may be loaded or uploaded
-        tmp.unlink(missing_ok=True)
-        final.unlink(missing_ok=True)
+        for name, tmp in tmps.items():
+            tmp.unlink(missing_ok=True)
+            (out / name).unlink(missing_ok=True)
         return _Outcome(spec.name, None, bad)
     hashes = {r.path: r.sha256 for r in written.reports}
     try:
-        with no_space_is_an_error(final.parent):
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            digest = sha256_file(tmp)  # still in the page cache
-            _check_written(tmp, spec)
-            mismatched = _read_back(tmp, job, hashes)
+        with no_space_is_an_error(out / "data"):
+            files: dict[str, dict[str, Any]] = {}
+            mismatched: set[str] = set()
+            for name, tmp in tmps.items():
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+                files[name] = {"sha256": sha256_file(tmp)}  # still in the page cache
+                _check_written(tmp, spec)
+                columns = None if name == spec.name else set(job.configs[_config_of(name)])
+                mismatched.update(_read_back(tmp, job, hashes, columns))
             if mismatched:
-                tmp.unlink()
+                for tmp in tmps.values():
+                    tmp.unlink()
                 return _Outcome(spec.name, None, [
                     BadImage(p, f"the bytes read back from {spec.name} differ from the file as "
                                 "it was read (a fault of this machine's memory or disk, or a "
-                                "bug to report); rerun to rebuild it") for p in mismatched])
-            os.replace(tmp, final)
-            fsync_dir(final.parent)
-            st = final.stat()
+                                "bug to report); rerun to rebuild it") for p in sorted(mismatched)])
+            for name, tmp in tmps.items():
+                os.replace(tmp, out / name)
+            for folder in {(out / name).parent for name in tmps}:
+                fsync_dir(folder)
+            for name in tmps:
+                st = (out / name).stat()
+                files[name].update(size=st.st_size, mtime_ns=st.st_mtime_ns)
             record = ShardRecord(
                 name=spec.name, fingerprint=spec.fingerprint, rows=len(spec.rows),
-                row_groups=len(spec.row_groups), size=st.st_size, sha256=digest,
-                mtime_ns=st.st_mtime_ns, sources=dict(sorted(hashes.items())),
+                row_groups=len(spec.row_groups), files=files,
+                sources=dict(sorted(hashes.items())),
                 findings=[asdict(f) for r in written.reports for f in r.findings])
             write_shard_record(out, record)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
         raise
     return _Outcome(spec.name, record, [])
 
 
-def _read_back(path: Path, job: _Job, hashes: dict[str, str]) -> list[str]:
+def _read_back(path: Path, job: _Job, hashes: dict[str, str],
+               columns: set[str] | None) -> list[str]:
     """Paths of embedded images whose stored bytes do not hash to ``hashes`` (or that are
-    missing or misplaced). Reads one row of one column at a time: memory stays at one cell."""
+    missing or misplaced). Reads one row of one column at a time: memory stays at one cell.
+    ``columns``: the file's columns (a config's), ``None`` for the full table."""
     pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
     wrong: list[str] = []
     for column, is_list in job.image_columns.items():
+        if columns is not None and column not in columns:
+            continue
         batches = pf.iter_batches(batch_size=1, columns=[column], use_threads=False)
         for row, batch in zip(job.rows, batches, strict=True):
             want = [(f.path, hashes[f.path]) for f in row.images.get(column, [])]
@@ -428,13 +484,13 @@ def _read_source(path: Path, target: memoryview, f: BidsFile) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as err:
-        raise InputError(f"Cannot read {f.path}: {err.strerror}. Check it exists and is "
+        raise InputError(f"Cannot read {shown(f.path)}: {err.strerror}. Check it exists and is "
                          "readable (a DataLad tree may need `datalad get`).") from None
     try:
         if not _same_file(os.fstat(fd), f):
             raise SourceChangedError(
-                f"{f.path} changed after the tree was indexed (size, mtime or ctime differ). "
-                "Rerun once the data stop changing: finished shards are reused.",
+                f"{shown(f.path)} changed after the tree was indexed (size, mtime or ctime "
+                "differ). Rerun once the data stop changing: finished shards are reused.",
                 resumable=True)
         with open(fd, "rb", buffering=0, closefd=False) as fh:
             filled = 0
@@ -445,12 +501,13 @@ def _read_source(path: Path, target: memoryview, f: BidsFile) -> None:
                 filled += n
             extra = fh.read(1)
     except OSError as err:
-        raise InputError(f"Cannot read {f.path}: {err.strerror}.") from None
+        raise InputError(f"Cannot read {shown(f.path)}: {err.strerror}.") from None
     finally:
         os.close(fd)
     if filled != len(target) or extra:
         raise SourceChangedError(
-            f"{f.path} changed size while it was being read (expected {len(target)} bytes). "
+            f"{shown(f.path)} changed size while it was being read (expected {len(target)} "
+            "bytes). "
             "Rerun once the data stop changing: finished shards are reused.", resumable=True)
 
 
@@ -576,7 +633,7 @@ def remove_temporary_files(out: Path) -> None:
     """Temporary shards left by a run that was killed before it could remove them."""
     data = out / "data"
     if data.is_dir():
-        for tmp in data.glob(".*.tmp"):
+        for tmp in data.rglob(".*.tmp"):
             tmp.unlink(missing_ok=True)
 
 

@@ -32,16 +32,19 @@ from ._version import __version__
 
 
 def remove_stale(out: Path, keep: set[str]) -> list[str]:
-    """Shards of an older plan would be loaded by the ``data/<split>-*`` pattern: remove them
-    (and their records). Returns what was removed."""
+    """Files of an older plan would be loaded by the ``data/<split>-*`` patterns: remove them
+    (and their records, and config folders left empty). Returns what was removed."""
     removed: list[str] = []
     data = out / "data"
     if data.is_dir():
-        for path in sorted(data.iterdir()):
-            rel = f"data/{path.name}"
+        for path in sorted(data.rglob("*")):
+            rel = path.relative_to(out).as_posix()
             if rel not in keep and path.is_file() and path.name.endswith((".parquet", ".tmp")):
                 path.unlink()
                 removed.append(rel)
+        for folder in sorted((p for p in data.iterdir() if p.is_dir()), reverse=True):
+            if not any(folder.iterdir()):
+                folder.rmdir()
     for record in StatePaths(out).shards.glob("*.json"):
         if f"data/{record.stem}.parquet" not in keep:
             record.unlink()
@@ -52,7 +55,8 @@ def write_card_and_manifest(rowset: RowSet, plan: ShardPlan, out: Path, meta: Ca
                             records: Mapping[str, ShardRecord], *,
                             card_source: str | None = None, qc: bool = True) -> Manifest:
     """The QC picture, the card and the manifest of a folder whose shards are all built."""
-    stats = _stats(out, records, plan, rowset)
+    stats = _stats(out, plan, rowset)
+    config_stats = {c: _stats(out, plan, rowset, c) for c in rowset.schema.configs}
     blocks: dict[str, str] = {}
     if qc:
         with no_space_is_an_error(out):
@@ -60,8 +64,10 @@ def write_card_and_manifest(rowset: RowSet, plan: ShardPlan, out: Path, meta: Ca
         if picture is not None:
             blocks["qc"] = picture.card_block()
     write_atomic(out / "README.md",
-                 render_card(rowset, meta, stats, source=card_source, extra_blocks=blocks))
-    files = {name: {"size": r.size, "sha256": r.sha256} for name, r in records.items()}
+                 render_card(rowset, meta, stats, source=card_source, extra_blocks=blocks,
+                             config_stats=config_stats))
+    files = {name: {"size": f["size"], "sha256": f["sha256"]}
+             for s in plan.shards for name, f in records[s.name].files.items()}
     for extra in sorted(uploadable_extras(out)):
         files[extra] = {"size": (out / extra).stat().st_size, "sha256": sha256_file(out / extra)}
     manifest = Manifest(
@@ -102,17 +108,19 @@ def uploadable_extras(out: Path) -> list[str]:
     return [p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")]
 
 
-def _stats(out: Path, records: Mapping[str, ShardRecord], plan: ShardPlan,
-           rowset: RowSet) -> StagedStats:
-    stats = StagedStats(shards=len(records))
+def _stats(out: Path, plan: ShardPlan, rowset: RowSet, config: str | None = None
+           ) -> StagedStats:
+    """What the staged files of the full table (or of a config) hold, from their footers."""
+    stats = StagedStats(shards=len(plan.shards))
     for split in rowset.splits:
         stats.num_examples[split] = 0
         stats.num_bytes[split] = 0
     for spec in plan.shards:
-        meta = pq.ParquetFile(out / spec.name).metadata
+        path = out / (spec.name if config is None else spec.config_file(config))
+        meta = pq.ParquetFile(path).metadata
         stats.num_examples[spec.split] += meta.num_rows
         # Uncompressed in-memory size, as datasets reports num_bytes.
         stats.num_bytes[spec.split] += sum(meta.row_group(i).total_byte_size
                                            for i in range(meta.num_row_groups))
-        stats.download_size += records[spec.name].size
+        stats.download_size += path.stat().st_size
     return stats

@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ._errors import DiskFullError, InputError, StagingLockedError
 from ._plan import ShardPlan
-from ._util import fsync_dir, human_bytes, sha256_file
+from ._util import fsync_dir, human_bytes, sha256_file, shown
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self needs Python 3.11
@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 STATE_DIR = ".bids_hf"
 #: Bumped when a record written by an older release cannot be trusted (then recomputed).
-STATE_FORMAT = 2
+STATE_FORMAT = 3
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
@@ -95,7 +95,7 @@ def disk_full(folder: Path, needed: int | None = None) -> DiskFullError:
     free = free_space(folder)
     need = f" about {human_bytes(needed)} more are needed;" if needed else ""
     return DiskFullError(
-        f"No space left on the device of {folder} ({human_bytes(free)} free;{need} "
+        f"No space left on the device of {shown(str(folder))} ({human_bytes(free)} free;{need} "
         "nothing half-written was kept). Free some space or choose another --out, then rerun "
         "the same command: finished shards are reused.", resumable=True)
 
@@ -118,14 +118,20 @@ def free_space(folder: Path) -> int:
     return shutil.disk_usage(probe).free
 
 
-def require_free_space(folder: Path, needed: int, margin: float = 0.02) -> None:
+def space_wanted(needed: int, margin: float = 0.02) -> int:
+    """Free space asked for before writing ``needed`` bytes of shards: a margin for their
+    footers, and room for the card, the QC picture and the state records."""
+    return int(needed * (1 + margin)) + (16 << 20)
+
+
+def require_free_space(folder: Path, needed: int) -> None:
     """Refuse up front when ``needed`` bytes (plus a margin for footers and the card) will
     not fit: a build that fills the disk half-way helps nobody."""
-    want = int(needed * (1 + margin)) + (16 << 20)
+    want = space_wanted(needed)
     free = free_space(folder)
     if free < want:
         raise DiskFullError(
-            f"{folder} has {human_bytes(free)} free; this build writes about "
+            f"{shown(str(folder))} has {human_bytes(free)} free; this build writes about "
             f"{human_bytes(want)}. Free {human_bytes(want - free)} or choose another --out. "
             "Nothing was written.")
 
@@ -164,7 +170,7 @@ def read_json(path: Path, what: str) -> Any | None:
         return None
     try:
         return json.loads(text)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:  # RecursionError: absurdly nested
         logger.warning("%s is corrupt (%s: %s); it will be recomputed", what, path, err)
         return None
 
@@ -179,12 +185,14 @@ def claim(out: Path, dataset: str) -> StatePaths:
     if isinstance(owner, dict) and owner.get("dataset"):
         if owner["dataset"] != dataset:
             raise InputError(
-                f"{out} is the staging folder of dataset {owner['dataset']!r}, not {dataset!r}. "
+                f"{shown(str(out))} is the staging folder of dataset {owner['dataset']!r}, not "
+                f"{dataset!r}. "
                 "Use a separate --out for each dataset.")
         return paths
     if out.exists() and any(p.name != STATE_DIR for p in out.iterdir()):
         raise InputError(
-            f"{out} already exists and is not a staging folder. Choose an empty or new --out.")
+            f"{shown(str(out))} already exists and is not a staging folder. Choose an empty or "
+            "new --out.")
     paths.shards.mkdir(parents=True, exist_ok=True)
     write_json(paths.identity, {"dataset": dataset})
     return paths
@@ -217,15 +225,23 @@ class StagingLock:
             holder = f.read().strip()
             f.close()
             raise StagingLockedError(
-                f"{self.paths.out} is in use by another run ({_describe_holder(holder)}). Wait "
+                f"{shown(str(self.paths.out))} is in use by another run "
+                f"({_describe_holder(holder)}). Wait "
                 "for it to finish or stop it, or use another --out.") from None
         if not self.shared:
             f.seek(0)
             f.truncate()
-            f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                "since": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                "command": " ".join(sys.argv)[:300]}))
-            f.flush()
+            holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                 "command": " ".join(sys.argv)[:300]})
+            try:  # unbuffered: a failed write must not linger in a buffer flushed at close
+                os.write(f.fileno(), holder.encode())
+            except OSError as err:
+                # On a full disk the lock (flock) is still held; only the note of who holds
+                # it is missing. The free-space check that follows says what is needed.
+                if not is_disk_full(err):
+                    f.close()
+                    raise
         self._file = f
         return self
 
@@ -242,8 +258,8 @@ class StagingLock:
 def _describe_holder(text: str) -> str:
     try:
         info = json.loads(text)
-        return (f"process {info['pid']} on {info['host']} since {info['since']}: "
-                f"{info['command']}")
+        return shown(f"process {info['pid']} on {info['host']} since {info['since']}: "
+                     f"{info['command']}")
     except (ValueError, KeyError, TypeError):
         return "a job-array task building shards, or a run that has not said who it is"
 
@@ -253,18 +269,21 @@ def _describe_holder(text: str) -> str:
 
 @dataclass(frozen=True)
 class ShardRecord:
-    """A finished shard as it was verified: the file and every source image it embeds."""
+    """A finished shard as it was verified: its files (the full table, and one per config)
+    and every source image they embed."""
 
-    name: str
+    name: str  # the full table's file; the record of the whole shard is named after it
     fingerprint: str  # the plan's fingerprint of this shard's rows and files
     rows: int
     row_groups: int
-    size: int
-    sha256: str  # of the shard file as written
-    mtime_ns: int
+    files: dict[str, dict[str, Any]]  # file -> {"size", "sha256", "mtime_ns"} as written
     sources: dict[str, str]  # BIDS path -> sha256 of the bytes embedded (read back, equal)
     findings: list[dict[str, Any]] = field(default_factory=list)  # its images' header findings
     format: int = STATE_FORMAT
+
+    @property
+    def size(self) -> int:
+        return sum(f["size"] for f in self.files.values())
 
 
 def read_shard_record(out: Path, shard_name: str) -> ShardRecord | None:
@@ -326,6 +345,15 @@ class Manifest:
     def shard_names(self) -> list[str]:
         return [s["name"] for s in self.shards]
 
+    @property
+    def data_files(self) -> list[str]:
+        """Every Parquet file: the full table's and each config's."""
+        return [name for name in self.files if name.startswith("data/")]
+
+    @property
+    def data_bytes(self) -> int:
+        return sum(self.files[name]["size"] for name in self.data_files)
+
     @classmethod
     def read(cls, out: Path) -> Manifest:
         data = read_json(StatePaths(out).manifest, "the manifest")
@@ -334,8 +362,8 @@ class Manifest:
                 raise TypeError("absent or not a JSON object")
             return cls(**data)
         except TypeError as err:
-            raise InputError(f"No readable manifest in {out} ({err}). Stage it first "
-                             "(push.py --bids-root ... --out ...).") from None
+            raise InputError(f"No readable manifest in {shown(str(out))} ({err}). Stage it "
+                             "first (push.py --bids-root ... --out ...).") from None
 
     def write(self, out: Path) -> None:
         write_json(StatePaths(out).manifest, asdict(self))

@@ -9,23 +9,23 @@ check here is cheap, and is about the folder as a whole:
   their sha256; ``rehash=True`` re-hashes the shards too), and ``data/`` holds nothing else;
 * every image the rows claim is embedded, with the hash it was read with, in exactly one
   recorded shard;
-* the row counts in the Parquet footers are the planned ones;
+* the row counts in the Parquet footers are the planned ones, in the full table's files and
+  in each config's;
 * ``datasets.load_dataset(STAGED_DIR, streaming=True)`` reads it through the card's YAML with
-  exactly the planned features and decodes an image of the first row (the smallest one, so
-  a huge image cannot exhaust memory here).
+  exactly the planned features (each config with exactly its columns) and decodes an image
+  of the first row (the smallest one, so a huge image cannot exhaust memory here).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import datasets
 import pyarrow.parquet as pq
 
 from ._plan import ShardPlan
 from ._results import ValidationCheck, ValidationResult
-from ._rows import RowSet
+from ._rows import RowSet, row_ids
 from ._state import Manifest, forget_shard
 from ._util import first_lines, sha256_file, shown, summarize_paths
 
@@ -44,7 +44,7 @@ def verify_staged(out: Path, rowset: RowSet, plan: ShardPlan, manifest: Manifest
 
 
 def _files_match_manifest(out: Path, manifest: Manifest, rehash: bool) -> ValidationCheck:
-    shards = set(manifest.shard_names)
+    shards = set(manifest.data_files)  # hashed as written; the rest (card, picture) here
     problems: list[str] = []
     for name, entry in manifest.files.items():
         path = out / name
@@ -59,8 +59,9 @@ def _files_match_manifest(out: Path, manifest: Manifest, rehash: bool) -> Valida
         problems.append(problem)
         forget_shard(out, name)  # so that the rerun rebuilds it instead of trusting it
     data = out / "data"
-    extra = sorted(f"data/{p.name}" for p in data.iterdir()
-                   if f"data/{p.name}" not in manifest.files) if data.is_dir() else []
+    extra = sorted(rel for p in data.rglob("*") if p.is_file()
+                   and (rel := p.relative_to(out).as_posix()) not in manifest.files
+                   ) if data.is_dir() else []
     if extra:
         problems.append(f"not in the manifest, would be uploaded and loaded: "
                         f"{summarize_paths(extra)}")
@@ -99,13 +100,16 @@ def _every_image_embedded(rowset: RowSet, plan: ShardPlan, manifest: Manifest) -
 def _row_counts(out: Path, rowset: RowSet, plan: ShardPlan) -> ValidationCheck:
     """Rows per split in the Parquet footers, against the rows assembled from the tree."""
     stored: dict[str, int] = dict.fromkeys(rowset.splits, 0)
+    wrong: list[str] = []
     for spec in plan.shards:
-        path = out / spec.name
-        if path.is_file():
-            stored[spec.split] += pq.ParquetFile(path).metadata.num_rows
+        counts = {name: pq.ParquetFile(out / name).metadata.num_rows
+                  for name in spec.files if (out / name).is_file()}
+        stored[spec.split] += counts.get(spec.name, 0)
+        wrong += [f"{name}: {n} rows, its shard has {len(spec.rows)}"
+                  for name, n in counts.items() if n != len(spec.rows)]
     planned = {s: len(rowset.rows_of(s)) for s in rowset.splits}
-    wrong = [f"{s}: {stored[s]} rows stored, {planned[s]} planned" for s in planned
-             if stored[s] != planned[s]]
+    wrong += [f"{s}: {stored[s]} rows stored, {planned[s]} planned" for s in planned
+              if stored[s] != planned[s]]
     return ValidationCheck(name="rows as planned", expected=sum(planned.values()),
                            actual=sum(stored.values()), passed=not wrong,
                            details="\n".join(wrong))
@@ -113,6 +117,14 @@ def _row_counts(out: Path, rowset: RowSet, plan: ShardPlan) -> ValidationCheck:
 
 def _load_with_datasets(out: Path, rowset: RowSet) -> ValidationCheck:
     problems: list[str] = []
+    for config, columns in rowset.config_columns.items():  # each config's own files
+        try:
+            loaded = datasets.load_dataset(str(out), config, split=rowset.splits[0],
+                                           streaming=True).features
+            if list(loaded) != columns:
+                problems.append(f"config {config}: columns {list(loaded)}, planned {columns}")
+        except Exception as err:  # noqa: BLE001  (the failure is the finding)
+            problems.append(f"config {config}: load_dataset failed: {type(err).__name__}: {err}")
     for split in rowset.splits:
         try:
             ds = datasets.load_dataset(str(out), split=split, streaming=True)
@@ -120,13 +132,21 @@ def _load_with_datasets(out: Path, rowset: RowSet) -> ValidationCheck:
                 problems.append(f"{split}: features differ from the plan:\n  loaded  {ds.features}"
                                 f"\n  planned {rowset.features}")
                 continue
-            raw = ds.cast(_undecoded(rowset))
-            first = next(iter(raw))
-            smallest = min(_cells(first, rowset.image_columns),
-                           key=lambda c: len(c["bytes"] or b""), default=None)
-            if smallest is not None and len(smallest["bytes"] or b"") <= _DECODE_LIMIT:
-                image = datasets.Nifti().decode_example(smallest)
-                image.header.get_data_shape()  # decoded into a nibabel image
+            column = _smallest_image_column(rowset, split)
+            if column is None:
+                continue
+            # Only that column and the first subject's rows are read: datasets projects
+            # columns and the row-group statistics of subject_id skip the other row groups.
+            # The iteration runs to its end: a Parquet scan left half-read makes the process
+            # hang when it exits (apache/arrow#45214, #50482; datasets works around it only
+            # up to pyarrow 24).
+            subject = row_ids(rowset.rows_of(split)[0], rowset.schema.row)["subject_id"]
+            rows = list(datasets.load_dataset(
+                str(out), split=split, streaming=True, columns=["subject_id", column],
+                filters=[("subject_id", "==", subject)]))
+            value = rows[0][column]
+            image = value[0] if isinstance(value, list) else value
+            image.header.get_data_shape()  # decoded into a nibabel image
         except Exception as err:  # noqa: BLE001  (the failure is the finding)
             problems.append(f"{split}: load_dataset failed: {type(err).__name__}: {err}")
     return ValidationCheck(
@@ -136,18 +156,12 @@ def _load_with_datasets(out: Path, rowset: RowSet) -> ValidationCheck:
     )
 
 
-def _undecoded(rowset: RowSet) -> datasets.Features:
-    """The features with every image column left as {bytes, path} (decoded one at a time)."""
-    features = rowset.features.copy()
-    for column, is_list in rowset.image_columns.items():
-        raw = datasets.Nifti(decode=False)
-        features[column] = datasets.List(raw) if is_list else raw
-    return features
-
-
-def _cells(row: dict[str, Any], image_columns: dict[str, bool]) -> list[dict[str, Any]]:
-    cells: list[dict[str, Any]] = []
-    for column, is_list in image_columns.items():
-        value = row.get(column)
-        cells += (value or []) if is_list else ([value] if value else [])
-    return cells
+def _smallest_image_column(rowset: RowSet, split: str) -> str | None:
+    """The image column whose image in the split's first row is smallest (decoding reads it
+    whole into memory), if it is under the decode limit."""
+    rows = rowset.rows_of(split)
+    if not rows:
+        return None
+    sizes = {c: files[0].size for c, files in rows[0].images.items() if files}
+    column = min(sizes, key=lambda c: sizes[c], default=None)
+    return column if column is not None and sizes[column] <= _DECODE_LIMIT else None
