@@ -10,6 +10,10 @@
   no participants.tsv, clinical data in phenotype/clinical.tsv.
 * ``make_aomic``: AOMIC-PIOP1: subjects without sessions, T1w, dwi runs, bold for six
   tasks, participants.tsv with age, sex, handedness.
+* ``make_scanner``: what a newcomer brings from the scanner: real images shipped with
+  nibabel (an anatomical volume, a 4-D BOLD run) converted to BIDS with dcm2niix-style JSON
+  sidecars, which carry the site (InstitutionName, InstitutionAddress, StationName,
+  DeviceSerialNumber) and the time of day (AcquisitionTime) beside acquisition parameters.
 * ``make_index_tree``: a large tree of empty files, for indexing benchmarks.
 
 Sizes are configurable: tiny (tests) to gigabytes (benchmarks). Everything is deterministic
@@ -155,6 +159,60 @@ def make_aomic(root: Path, subjects: int = 3, shape: Shape = (10, 10, 8), volume
         people.append({"participant_id": f"sub-{sub}", "age": f"{rng.uniform(18, 26):.2f}",
                        "sex": "male" if rng.random() < 0.5 else "female",
                        "handedness": "right" if rng.random() < 0.9 else "left"})
+    write_tsv(root / "participants.tsv", people)
+    return root
+
+
+def _scanner_sidecar(series: str, **parameters: object) -> dict[str, object]:
+    """What dcm2niix writes next to an image: acquisition parameters, and fields that name
+    the site and the time of day."""
+    return {
+        "Modality": "MR", "MagneticFieldStrength": 3, "Manufacturer": "Siemens",
+        "ManufacturersModelName": "Prisma_fit", "InstitutionName": "Example University Hospital",
+        "InstitutionalDepartmentName": "Radiology", "InstitutionAddress":
+        "Hospital Street 1,Example Town,District,DE,12345", "DeviceSerialNumber": "166038",
+        "StationName": "AWP166038", "SoftwareVersions": "syngo MR XA30",
+        "SeriesDescription": series, "ProtocolName": series, "AcquisitionTime":
+        "14:32:10.512500", "ConversionSoftware": "dcm2niix",
+        "ConversionSoftwareVersion": "v1.0.20230411", **parameters,
+    }
+
+
+def make_scanner(root: Path, subjects: int = 3) -> Path:
+    """A small tree of real images with dcm2niix-style sidecars (see the module docstring)."""
+    import gzip
+
+    import nibabel as nib
+    from nibabel.testing import data_path
+
+    _new_dataset(root, "Scanner export (nibabel example images)", License="PDDL",
+                 Authors=["Example Lab"])
+    anatomical = gzip.compress((Path(data_path) / "anatomical.nii").read_bytes(), mtime=0)
+    people = []
+    for i in range(subjects):
+        sub = f"{i + 1:02d}"
+        base = root / f"sub-{sub}"
+        (base / "anat").mkdir(parents=True)
+        (base / "anat" / f"sub-{sub}_T1w.nii.gz").write_bytes(anatomical)
+        write_json(base / "anat" / f"sub-{sub}_T1w.json", _scanner_sidecar(
+            "t1_mprage", EchoTime=0.00226, RepetitionTime=2.3, InversionTime=0.9, FlipAngle=8))
+        (base / "func").mkdir()
+        bold = nib.load(Path(data_path) / "example4d.nii.gz")
+        # Its header says a TR of 2000 s (milliseconds written as seconds): the sidecar's
+        # 2.0 s is right, and the BIDS validator compares the two.
+        bold.header.set_zooms((*bold.header.get_zooms()[:3], 2.0))
+        nib.save(bold, base / "func" / f"sub-{sub}_task-rest_bold.nii.gz")
+        write_json(base / "func" / f"sub-{sub}_task-rest_bold.json", _scanner_sidecar(
+            "rest_bold", EchoTime=0.03, RepetitionTime=2.0, FlipAngle=75,
+            PhaseEncodingDirection="j-", TaskName="rest",
+            SliceTiming=[round(k * 2.0 / 24, 4) for k in range(24)]))
+        dwi = write_nifti(base / "dwi" / f"sub-{sub}_dwi.nii.gz", (16, 16, 12, 4))
+        write_dwi_companions(dwi, 4)
+        write_json(base / "dwi" / f"sub-{sub}_dwi.json", _scanner_sidecar(
+            "dwi_ap", EchoTime=0.089, RepetitionTime=3.2, PhaseEncodingDirection="j-",
+            TotalReadoutTime=0.05))
+        people.append({"participant_id": f"sub-{sub}", "age": str(30 + 7 * i),
+                       "sex": "F" if i % 2 else "M"})
     write_tsv(root / "participants.tsv", people)
     return root
 

@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"push.py failed with exit code {done.returncode}", file=sys.stderr)
         return done.returncode
 
-    import datasets
+    from bids_hf import load_staged  # cached under the manifest's hash: never an earlier build
 
-    ds = datasets.load_dataset(str(staged), split="train")
+    ds = load_staged(staged, split="train")
     row = next(r for r in ds if r["t1w"])
     t1w = row["t1w"][0]
     print(f"[4/5] load_dataset: {len(ds)} rows; {row['subject_id']} {row['session_id']} T1w "

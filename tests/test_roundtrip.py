@@ -152,6 +152,7 @@ def test_the_printed_load_hint_never_returns_another_folders_data(
     table.write_text(table.read_text().replace("\t30.8\t", "\t31.9\t"))
     env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "cache")}  # one user's cache
     loaded: dict[str, list[str]] = {}
+    loaded_keyed: dict[str, list[str]] = {}
     plain: dict[str, list[str]] = {}
     for name, tree in trees.items():
         out = tmp_path / name / "staged"  # same folder name, same card, other data
@@ -161,14 +162,17 @@ def test_the_printed_load_hint_never_returns_another_folders_data(
         hint = re.search(r"Load it with (datasets\.load_dataset\(.*\))\.$", done.stdout.strip())
         assert hint, done.stdout
         for target, call in ((loaded, hint.group(1)),
+                             (loaded_keyed, f"bids_hf.load_staged({str(out)!r})"),
                              (plain, f"datasets.load_dataset({str(out)!r}, split='train')")):
-            code = f"import datasets; print(sorted({{str(r['wab_aq']) for r in {call}}}))"
+            code = ("import datasets, bids_hf; "
+                    f"print(sorted({{str(r['wab_aq']) for r in {call}}}))")
             run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                                 text=True, check=True)
+                                 text=True, check=True, cwd=arc_repo)  # bids_hf as vendored
             target[name] = run.stdout.strip()
     assert (out_a := tmp_path / "a" / "staged" / "README.md").read_text() == \
         (tmp_path / "b" / "staged" / "README.md").read_text(), "the cards differ: no trap"
     assert "31.89" not in loaded["a"] and "31.89" in loaded["b"] and out_a.exists()
+    assert loaded_keyed == loaded
     # The upstream bug this works around, still present in the pinned release: when this
     # fails, datasets has fixed it and the workaround can go.
     assert plain["b"] == plain["a"], "datasets no longer returns the stale build"

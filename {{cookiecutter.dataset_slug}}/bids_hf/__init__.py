@@ -20,7 +20,7 @@ This package is vendored, identical, into every repo generated from the bids-hf 
 Test helpers (synthetic trees, real NIfTI phantoms) are in ``bids_hf.testing``.
 """
 
-from ._api import BidsDataset, from_bids, push_to_hub
+from ._api import BidsDataset, from_bids, load_staged, push_to_hub
 from ._builder import BidsBuilder
 from ._errors import (
     BidsHfError,
@@ -87,6 +87,7 @@ __all__ = [
     "index_bids",
     "infer_schema",
     "load_schema",
+    "load_staged",
     "many",
     "meta",
     "one",

@@ -20,6 +20,7 @@ plain ``datasets.Dataset``, whose ``push_to_hub`` is ``datasets``' own.)
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import replace
@@ -112,11 +113,33 @@ def push_to_hub(ds: datasets.Dataset, repo_id: str, *, private: bool = True,
     options = replace(options or Options(), private=private, **settings)
     staging = Path(out) if out is not None else (
         Path.home() / ".cache" / "bids_hf" / "staging" / repo_id.replace("/", "--"))
-    meta = CardMeta(slug=repo_id.split("/")[-1], repo_id=repo_id)
+    meta = CardMeta(slug=repo_id.split("/")[-1], repo_id=repo_id,
+                    defaced="yes" if options.affirm_defaced else None)
+    if not options.private and (meta.defaced or rowset.schema.privacy.defaced) is None:
+        raise InputError("A public upload needs an attestation that anatomical images are "
+                         "defaced, or that the dataset needs none: Privacy(defaced='yes' or "
+                         "'not-needed') in the schema, or affirm_defaced=True.")
     _, published = run(rowset.index.root, rowset.schema, staging, meta, options,
                        repo_id=repo_id)
     assert published is not None and published.result is not None
     return published.result
+
+
+def load_staged(out: str | os.PathLike[str], split: str = "train", **kwargs: Any
+                ) -> datasets.Dataset:
+    """``datasets.load_dataset`` of a staged folder, cached under the folder's manifest hash.
+
+    datasets 5.2 caches a local folder whose card declares configs under the folder's name
+    and a hash blind to its data files, so re-staging a folder (or staging another one of the
+    same name) can load the earlier build (upstream/ in the template repository). Keyed by
+    the manifest's sha256, a cache can only hold this very build.
+    """
+    from ._state import StatePaths
+
+    manifest = StatePaths(Path(out)).manifest
+    key = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
+    cache = Path(datasets.config.HF_DATASETS_CACHE) / "bids_hf-staged" / key
+    return datasets.load_dataset(str(out), split=split, cache_dir=str(cache), **kwargs)
 
 
 def _columns(rowset: RowSet) -> dict[str, list[Any]]:

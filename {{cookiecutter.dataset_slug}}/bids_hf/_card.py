@@ -90,6 +90,7 @@ class CardMeta:
     tags: tuple[str, ...] = ()
     gated: bool = False
     gated_prompt: str = ""
+    defaced: str | None = None  # attested for this upload (--affirm-defaced), else schema.py's
 
 
 @dataclass
@@ -187,7 +188,7 @@ def render_card(rowset: RowSet, meta: CardMeta, stats: StagedStats,
     blocks = {
         "summary": _summary(rowset, stats) + _source(rowset),
         "columns": _columns_table(rowset),
-        "privacy": _privacy(rowset),
+        "privacy": _privacy(rowset, meta),
         "usage": _usage(rowset, meta),
         "citation": _citation(rowset.index.description),
         **(extra_blocks or {}),
@@ -349,7 +350,7 @@ def _is_label(entities: Mapping[str, Any]) -> bool:
 _NOT_LABELS = {"brain", "head", "skull", "nonbrain", "fov", "bold", "mask"}
 
 
-def _privacy(rowset: RowSet) -> str:
+def _privacy(rowset: RowSet, meta: CardMeta) -> str:
     """The maintainer's decisions on fields that look personal, and the defacing attestation."""
     privacy = rowset.schema.privacy
     lines = ["## Privacy", ""]
@@ -363,7 +364,7 @@ def _privacy(rowset: RowSet) -> str:
         "not-needed": "- No image needs defacing (attested by the maintainer: no face in any "
                       "image).",
         None: "- Defacing not attested.",
-    }[privacy.defaced])
+    }[meta.defaced or privacy.defaced])
     return "\n".join(lines)
 
 

@@ -244,6 +244,8 @@ def _run(builder: type[BidsBuilder], args: argparse.Namespace) -> int:
         return EXIT_CHECKS
 
     meta = builder.card_meta(args.repo_id)
+    if args.affirm_defaced:  # attested for this upload: the card records it
+        meta = replace(meta, defaced="yes")
     out: Path = args.out or Path("staging") / f"{meta.slug}-{args.revision.replace('/', '_')}"
     shard_plan = plan(rowset, out, options)
     _say(f"plan: {shard_plan.describe()}, fingerprint {shard_plan.fingerprint[:12]}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import textwrap
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -93,8 +94,13 @@ def infer_schema(index: BidsIndex) -> str:
         "    columns={",
     ]
     for name, (fn, args) in calls.items():
-        note = f"  # {comments[name]}" if name in comments else ""
-        lines.append(f"        {name!r}: {fn}({_render_args(args)}),{note}")
+        line = f"        {name!r}: {fn}({_render_args(args)}),"
+        if name in comments and len(line) + len(comments[name]) + 4 <= 100:
+            line += f"  # {comments[name]}"
+        elif name in comments:
+            lines += textwrap.wrap(comments[name], 92, initial_indent="        # ",
+                                   subsequent_indent="        # ")
+        lines.append(line)
     lines.append("    },")
     if metadata:
         lines.append("    metadata={")
@@ -104,8 +110,9 @@ def infer_schema(index: BidsIndex) -> str:
             lines.append("        },")
         lines.append("    },")
     for table, column, why in left_out:
-        lines.append(f"    # {table} column {column!r} left out: {why}. Declare it only if it "
-                     "is meant to be public.")
+        lines += textwrap.wrap(f"{table} column {column!r} left out: {why}. Declare it only if "
+                               "it is meant to be public.", 92, initial_indent="    # ",
+                               subsequent_indent="    # ")
     if drop:
         lines += [
             "    # Found in the sidecars this schema publishes: identity, date or time fields.",
@@ -113,9 +120,10 @@ def infer_schema(index: BidsIndex) -> str:
             f"    privacy=Privacy(drop={tuple(drop)!r}),",
         ]
     if site:
-        lines += [f"    # Site fields in published sidecars (a warning): {', '.join(site)}. Once",
-                  ("    # reviewed: privacy=Privacy(allow={'InstitutionName': 'why it may be "
-                   "public'}).")]
+        lines += textwrap.wrap(
+            f"Site fields in published sidecars (a warning): {', '.join(site)}. Once "
+            "reviewed: privacy=Privacy(allow={'InstitutionName': 'why it may be public'}).",
+            92, initial_indent="    # ", subsequent_indent="    # ")
     lines += [
         "    expected=Expected(",
         f"        subjects={len({r.subject for r in rowset.rows})},",

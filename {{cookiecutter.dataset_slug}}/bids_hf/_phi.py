@@ -287,9 +287,9 @@ def privacy_checks(findings: list[Finding], allow: Mapping[str, str],
                         severity="warning" if allow_phi else "error"),
         ValidationCheck(name="no site-identifying fields published", expected=0,
                         actual=len(site), passed=not site,
-                        details=_listing(site, 10) + ("\nReviewed and fine to publish? Say so "
-                                                      "in schema.py: Privacy(allow={field: "
-                                                      "'reason'})." if site else ""),
+                        details=_grouped(site, "published") + (
+                            "\nReviewed and fine to publish? Say so in schema.py: "
+                            "Privacy(allow={field: 'reason'})." if site else ""),
                         severity="warning"),
     ]
     if reviewed:
@@ -312,11 +312,10 @@ def _listing(findings: list[Finding], limit: int) -> str:
     return "\n".join(lines)
 
 
-def _grouped(findings: list[Finding]) -> str:
-    """One line per field: how many unpublished files carry it (they are not uploaded)."""
-    by_field: dict[str, list[str]] = defaultdict(list)
+def _grouped(findings: list[Finding], how: str = "not published") -> str:
+    """One line per field: how many files carry it, an example, and what it holds."""
+    by_field: dict[str, list[Finding]] = defaultdict(list)
     for f in findings:
-        by_field[f.field or f.where].append(f.path)
-    lines = [f"{field}: {len(paths)} file(s) not published, e.g. {paths[0]}"
-             for field, paths in sorted(by_field.items())]
-    return "\n".join(lines)
+        by_field[f.field or f.where].append(f)
+    return "\n".join(f"{field}: {len(found)} file(s) {how}, e.g. {shown(found[0].path)} "
+                     f"({found[0].what})" for field, found in sorted(by_field.items()))

@@ -13,10 +13,9 @@ import dataclasses
 import os
 from pathlib import Path
 
-import datasets
 import push
 import pytest
-from bids_hf import Expected, Options, check, check_images, collect, stage
+from bids_hf import Expected, Options, check, check_images, collect, load_staged, stage
 from bids_hf.testing import write_replica
 
 BUILDER = push.load_builder()
@@ -47,9 +46,9 @@ def test_replica_stages_verifies_and_loads(replica: Path, tmp_path: Path) -> Non
     staged = stage(rowset, out, BUILDER.card_meta(), OPTIONS)
     assert staged.ok, staged.checks.summary() + "\n" + staged.verification.summary()
     split = rowset.splits[0]
-    # A cache of its own: datasets could otherwise return an earlier build of a folder with
-    # the same name and card (see the template's upstream/ notes).
-    ds = datasets.load_dataset(str(out), split=split, cache_dir=str(tmp_path / "cache"))
+    # Cached under the manifest's hash: datasets could otherwise return an earlier build of a
+    # folder with the same name and card (see the template's upstream/ notes).
+    ds = load_staged(out, split=split)
     assert ds.features == rowset.features
     assert len(ds) == len(rowset.rows_of(split))
     first = ds[0]
