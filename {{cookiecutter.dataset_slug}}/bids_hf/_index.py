@@ -340,7 +340,7 @@ def read_json_file(path: Path, root: Path, context: str) -> Any:
         else:
             return json.loads(text)
     except RecursionError:
-        problem = "it is nested too deeply to read (thousands of levels)"
+        problem = "it is nested too deeply to read (hundreds of levels or more)"
     except (UnicodeDecodeError, ValueError) as err:
         problem = f"it is not valid UTF-8 JSON ({err})"
     except OSError as err:

@@ -227,10 +227,10 @@ def _stage_locked(rowset: RowSet, out: Path, meta: CardMeta, options: Options,
             f"(e.g. {shown(changed[0])}); what was staged no longer matches the tree. Rerun "
             "once the data stop changing: shards whose sources are unchanged are reused.",
             resumable=True)
-    say(f"build: {len(build.built)} shard(s) written, {len(build.reused)} reused; "
-        f"{len(build.sources)} images read once (hashed, "
-        f"{'inflated in full' if options.integrity else 'headers checked'}, scanned, "
-        "embedded, read back)")
+    read = sum(len(build.records[n].sources) for n in build.built)
+    say(f"build: {len(build.built)} shard(s) written from {read} images read once (hashed, "
+        f"{'inflated in full' if options.integrity else 'header checked'}, scanned, embedded, "
+        f"read back); {len(build.reused)} reused (files and sources hashed again)")
     checks = ValidationResult(image_checks(
         rowset, [str(b) for b in build.bad], build.findings, full=options.integrity,
         allow_phi=options.allow_phi))

@@ -301,7 +301,7 @@ def _companion(index: BidsIndex, file: BidsFile, ext: str, kind: CompanionKind,
         lines = [[float(x) for x in line.split()] for line in text.splitlines() if line.strip()]
     except ValueError:
         rel = path.relative_to(index.root).as_posix()
-        raise SchemaError(f"{rel} is not whitespace-separated numbers; declare {ext!r} as "
+        raise SchemaError(f"{shown(rel)} is not whitespace-separated numbers; declare {ext!r} as "
                           "'text' in the column's companions.") from None
     return [x for line in lines for x in line] if kind == "vector" else lines
 

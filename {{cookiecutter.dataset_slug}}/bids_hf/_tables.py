@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ._errors import InputError
+from ._util import shown
 
 if TYPE_CHECKING:
     from ._schema import MetaColumn
@@ -104,7 +105,7 @@ def _table_rows(
     root: Path, path: Path, columns: Mapping[str, MetaColumn], subject: str | None
 ) -> list[TableRow]:
     frame = read_tsv(path)
-    rel = path.relative_to(root).as_posix()
+    rel = shown(path.relative_to(root).as_posix())
     key = "session_id" if subject is not None else "participant_id"
     if key not in frame.columns:
         raise TableError(f"{rel} has no {key} column (columns: {', '.join(frame.columns)}).")
