@@ -400,7 +400,7 @@ def _usage(rowset: RowSet, meta: CardMeta) -> str:
         ("Each config has Parquet files of its own (`data/<config>/`): loading one downloads "
         "its columns only, streamed or not. Selecting columns of the full table with "
         "`columns=` still downloads whole files (or, streamed, about 5 MB more per row "
-        "group). Each file is one row group of at most about 64 MB; streaming holds a few "
+        "group). Each file is one row group of at most about 32 MB; streaming holds a few "
         "files' worth in memory. The Hub's viewer previews rows up to 300 MB."),
     ]
     return "\n".join(lines)

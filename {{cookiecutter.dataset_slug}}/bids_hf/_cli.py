@@ -82,12 +82,12 @@ def build_parser(prog: str = "push.py") -> argparse.ArgumentParser:
     p.add_argument("--http-timeout", type=float, default=300.0,
                    help="seconds one Hub request may stall before it is retried (default 300)")
     p.add_argument("--max-shard-size",
-                   help="largest Parquet file (default: as in OUT's saved plan, else 64MB, one "
+                   help="largest Parquet file (default: as in OUT's saved plan, else 32MB, one "
                         "row group per file; larger when the Hub's 10,000 files per folder "
                         "would not do)")
     p.add_argument("--row-group-size",
                    help="largest row group; peak memory grows with it (default: as in OUT's "
-                        "saved plan, else 64MB)")
+                        "saved plan, else 32MB)")
     p.add_argument("--num-proc", type=int, default=None,
                    help="CPUs to use (default: every CPU this process may use)")
     p.add_argument("--plan-only", action="store_true",

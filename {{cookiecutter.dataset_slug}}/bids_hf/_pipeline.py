@@ -67,11 +67,11 @@ class Options:
     """How a run goes: push.py's flags and ``push_to_hub``'s keywords fill these fields.
 
     Args:
-        max_shard_size: largest Parquet file (``"64MB"``); ``None``: the staging folder's
-            saved plan's, else 64MB (one row group per file, which keeps a consumer's
+        max_shard_size: largest Parquet file (``"32MB"``); ``None``: the staging folder's
+            saved plan's, else 32MB (one row group per file, which keeps a consumer's
             streaming memory small), grown as needed for the Hub's files-per-folder limit.
         row_group_size: largest row group; peak memory grows with it. ``None``: the saved
-            plan's, else 64MB.
+            plan's, else 32MB.
         num_proc: CPUs to use; ``None``: every CPU this process may use.
         integrity: inflate every image in full while it is read (the header is checked
             regardless).

@@ -34,13 +34,13 @@ from ._util import human_bytes, parse_size, sha256_text
 
 #: Bumped when the bytes written for the same input would change (invalidates old shards).
 FORMAT_VERSION = "3"
-# One row group per file, of at most 64 MB. A consumer streaming the dataset holds about ten
+# One row group per file, of at most 32 MB. A consumer streaming the dataset holds about ten
 # times one file in memory (pyarrow pre-buffers every row group of an open file, see
 # apache/arrow#39808, and fsspec and datasets each keep copies), so small files keep streaming
-# memory small and flat; a build holds one row group plus the largest image. The Hub takes
-# fewer than 10,000 files per folder: past AUTO_MAX_FILES shards the default size grows.
-DEFAULT_MAX_SHARD_SIZE = "64MB"
-DEFAULT_ROW_GROUP_SIZE = "64MB"
+# memory small and flat; a build holds one row group plus the largest row. The Hub takes
+# fewer than 10,000 files per folder: past AUTO_MAX_FILES shards (256 GB) files grow.
+DEFAULT_MAX_SHARD_SIZE = "32MB"
+DEFAULT_ROW_GROUP_SIZE = "32MB"
 AUTO_MAX_FILES = 8_000
 # The Hub's dataset viewer refuses to scan more than this many bytes at once (one row group
 # of the columns it shows): a row larger than that cannot be previewed.

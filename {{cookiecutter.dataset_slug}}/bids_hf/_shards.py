@@ -248,24 +248,30 @@ def _hash_or_none(path: Path) -> str | None:
 
 
 def _write_here(jobs: list[_Job], threads: int, advance: ProgressFn) -> list[_Outcome]:
-    """Shards one after the other; each is committed in the background while the next is
-    written, so the read-back and flushes overlap encoding."""
+    """Shards one after the other. Each is committed (fsync, hash, read back) in a second
+    thread while the next shard's first row group is read and inspected; its encoding waits
+    for that commit to end. The two memory-heavy steps, encoding and reading back, never
+    overlap (peak memory is the larger of them, not their sum); reading and inspecting,
+    most of the CPU, overlap both."""
     outcomes: list[_Outcome] = []
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bids-hf-read") as pool, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="bids-hf-commit") as committer:
         pending: Future[_Outcome] | None = None
         written: _Written | None = None
-        try:
-            for job in jobs:
-                written = _write_tmp(job, pool, advance)
-                if pending is not None:
-                    outcomes.append(pending.result())
-                    pending = None
-                pending = committer.submit(_commit, written)
-                written = None
+
+        def previous_committed() -> None:
+            nonlocal pending
             if pending is not None:
                 outcomes.append(pending.result())
                 pending = None
+
+        try:
+            for job in jobs:
+                written = _write_tmp(job, pool, advance, before_encoding=previous_committed)
+                previous_committed()  # a shard without images never called it
+                pending = committer.submit(_commit, written)
+                written = None
+            previous_committed()
         except BaseException:
             if written is not None:  # the previous commit failed before this one was handed
                 for tmp in written.tmps.values():  # over: nothing else would remove them
@@ -292,7 +298,8 @@ def _tmp_path(out: Path, name: str) -> Path:
     return final.with_name(f".{final.name}.tmp")
 
 
-def _write_tmp(job: _Job, pool: ThreadPoolExecutor, advance: ProgressFn | None) -> _Written:
+def _write_tmp(job: _Job, pool: ThreadPoolExecutor, advance: ProgressFn | None,
+               before_encoding: Callable[[], None] | None = None) -> _Written:
     spec, out, root = job.spec, Path(job.out), Path(job.root)
     tmps = {name: _tmp_path(out, name) for name in spec.files}
     features = datasets.Features.from_dict(job.features)
@@ -318,7 +325,8 @@ def _write_tmp(job: _Job, pool: ThreadPoolExecutor, advance: ProgressFn | None) 
             for k, rows in enumerate(groups):
                 if k + 1 < len(groups):
                     _prefetch(groups[k + 1], root)  # the kernel reads ahead while we encode
-                reports += _write_group(writers, rows, job, features, root, pool)
+                reports += _write_group(writers, rows, job, features, root, pool,
+                                        before_encoding if k == 0 else None)
                 # Hand freed pages back to the OS now: the allocator would otherwise keep
                 # them, and peak memory would grow with the number of row groups.
                 pa.default_memory_pool().release_unused()
@@ -350,8 +358,8 @@ def _config_of(name: str) -> str:
 
 
 def _write_group(writers: dict[str, tuple[ParquetWriter, list[str] | None]], rows: list[Row],
-                 job: _Job, features: datasets.Features, root: Path,
-                 pool: ThreadPoolExecutor) -> list[ImageReport]:
+                 job: _Job, features: datasets.Features, root: Path, pool: ThreadPoolExecutor,
+                 before_encoding: Callable[[], None] | None = None) -> list[ImageReport]:
     """Read the group's files into one buffer (in parallel), then encode it into the full
     table and each config's file while the pool inspects the same bytes."""
     layout = _Layout(rows, job.image_columns)
@@ -360,6 +368,8 @@ def _write_group(writers: dict[str, tuple[ParquetWriter, list[str] | None]], row
     _all_done([pool.submit(_read_source, root / f.path, target, f) for f, target in slices])
     inspections = [pool.submit(inspect_image, target, f.path, job.full) for f, target in slices]
     try:
+        if before_encoding is not None:
+            before_encoding()
         table = _table(rows, layout, buffer, features, job.image_columns, job.schema_row)
         for writer, columns in writers.values():
             part = table if columns is None else table.select(columns)  # no copy
