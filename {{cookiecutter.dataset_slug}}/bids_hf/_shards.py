@@ -64,7 +64,7 @@ from ._state import (
     read_shard_record,
     write_shard_record,
 )
-from ._util import available_cpus, fsync_dir, sha256_file, shown
+from ._util import available_cpus, fsync_dir, sha256_file, sha256_mapped, shown
 
 _NIFTI_TYPE = pa.struct({"bytes": pa.binary(), "path": pa.string()})
 _CPUS_PER_WRITER = 3
@@ -248,37 +248,48 @@ def _hash_or_none(path: Path) -> str | None:
 
 
 def _write_here(jobs: list[_Job], threads: int, advance: ProgressFn) -> list[_Outcome]:
-    """Shards one after the other. Each is committed (fsync, hash, read back) in a second
-    thread while the next shard's first row group is read and inspected; its encoding waits
-    for that commit to end. The two memory-heavy steps, encoding and reading back, never
-    overlap (peak memory is the larger of them, not their sum); reading and inspecting,
-    most of the CPU, overlap both."""
+    """Shards one after the other, in a pipeline of three threads' work:
+
+    * main: encodes shard k+1 (the pool reads and inspects its sources meanwhile);
+    * verifier: reads shard k back (hash, footer, every image);
+    * persister: fsyncs, renames and records shard k-1.
+
+    Encoding waits for the previous shard's read-back: the two memory-heavy steps never
+    overlap, so peak memory is the larger of them, not their sum. Reading, inspecting and
+    flushing overlap everything."""
     outcomes: list[_Outcome] = []
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bids-hf-read") as pool, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="bids-hf-commit") as committer:
-        pending: Future[_Outcome] | None = None
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="bids-hf-verify") as verifier, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="bids-hf-persist") as persister:
+        verifying: Future[_Verified | _Outcome] | None = None
+        persisting: list[Future[_Outcome]] = []
         written: _Written | None = None
 
-        def previous_committed() -> None:
-            nonlocal pending
-            if pending is not None:
-                outcomes.append(pending.result())
-                pending = None
+        def previous_verified() -> None:
+            nonlocal verifying
+            if verifying is not None:
+                checked = verifying.result()
+                verifying = None
+                if isinstance(checked, _Outcome):
+                    outcomes.append(checked)
+                else:
+                    persisting.append(persister.submit(_persist, checked))
 
         try:
             for job in jobs:
-                written = _write_tmp(job, pool, advance, before_encoding=previous_committed)
-                previous_committed()  # a shard without images never called it
-                pending = committer.submit(_commit, written)
+                written = _write_tmp(job, pool, advance, before_encoding=previous_verified)
+                previous_verified()  # a shard without images never called it
+                verifying = verifier.submit(_verify, written)
                 written = None
-            previous_committed()
+            previous_verified()
+            outcomes += [f.result() for f in persisting]
         except BaseException:
-            if written is not None:  # the previous commit failed before this one was handed
-                for tmp in written.tmps.values():  # over: nothing else would remove them
-                    tmp.unlink(missing_ok=True)
-            if pending is not None:  # let it finish: it removes its temporary file if it fails
-                with contextlib.suppress(BaseException):
-                    pending.result()
+            if written is not None:  # a step failed before this shard was handed over
+                _discard(written)
+            pending: list[Future[Any]] = [*persisting, *([verifying] if verifying else [])]
+            for future in pending:
+                with contextlib.suppress(BaseException):  # each removes its files on failure
+                    future.result()
             raise
     return outcomes
 
@@ -389,53 +400,86 @@ def _all_done(futures: list[Future[None]]) -> None:
 
 
 def _commit(written: _Written) -> _Outcome:
-    """Keep a shard's temporary files only if its images are intact and read back equal:
-    fsync, hash, check the footer, read back, rename, record."""
+    """Verify a shard's temporary files, then make them durable and recorded."""
+    checked = _verify(written)
+    return checked if isinstance(checked, _Outcome) else _persist(checked)
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """A shard whose temporary files hold exactly the bytes that were read and inspected."""
+
+    written: _Written
+    files: dict[str, dict[str, Any]]  # name -> {"sha256"} so far
+    hashes: dict[str, str]  # source path -> sha256
+
+
+def _verify(written: _Written) -> _Verified | _Outcome:
+    """Keep a shard only if its images are intact and read back equal: hash each file (from
+    the page cache), check its footer, read every image back. On failure nothing is kept."""
     job, tmps = written.job, written.tmps
-    spec, out = job.spec, Path(job.out)
+    spec = job.spec
     bad = [BadImage(r.path, r.problem) for r in written.reports if r.problem]
     if bad:  # neither this shard nor an earlier version of it may be loaded or uploaded
-        for name, tmp in tmps.items():
-            tmp.unlink(missing_ok=True)
-            (out / name).unlink(missing_ok=True)
+        _discard(written, finals=True)
         return _Outcome(spec.name, None, bad)
     hashes = {r.path: r.sha256 for r in written.reports}
     try:
+        files: dict[str, dict[str, Any]] = {}
+        mismatched: set[str] = set()
+        for name, tmp in tmps.items():
+            files[name] = {"sha256": sha256_mapped(tmp)}
+            _check_written(tmp, spec)
+            columns = None if name == spec.name else set(job.configs[_config_of(name)])
+            mismatched.update(_read_back(tmp, job, hashes, columns))
+    except BaseException:
+        _discard(written)
+        raise
+    if mismatched:
+        _discard(written)
+        return _Outcome(spec.name, None, [
+            BadImage(p, f"the bytes read back from {spec.name} differ from the file as it was "
+                        "read (a fault of this machine's memory or disk, or a bug to report); "
+                        "rerun to rebuild it") for p in sorted(mismatched)])
+    return _Verified(written, files, hashes)
+
+
+def _persist(verified: _Verified) -> _Outcome:
+    """fsync, rename into place, fsync the folders, then record: a record only ever
+    describes files that are on disk."""
+    written = verified.written
+    spec, out = written.job.spec, Path(written.job.out)
+    files = verified.files
+    try:
         with no_space_is_an_error(out / "data"):
-            files: dict[str, dict[str, Any]] = {}
-            mismatched: set[str] = set()
-            for name, tmp in tmps.items():
+            for tmp in written.tmps.values():
                 with open(tmp, "rb+") as f:
                     os.fsync(f.fileno())
-                files[name] = {"sha256": sha256_file(tmp)}  # still in the page cache
-                _check_written(tmp, spec)
-                columns = None if name == spec.name else set(job.configs[_config_of(name)])
-                mismatched.update(_read_back(tmp, job, hashes, columns))
-            if mismatched:
-                for tmp in tmps.values():
-                    tmp.unlink()
-                return _Outcome(spec.name, None, [
-                    BadImage(p, f"the bytes read back from {spec.name} differ from the file as "
-                                "it was read (a fault of this machine's memory or disk, or a "
-                                "bug to report); rerun to rebuild it") for p in sorted(mismatched)])
-            for name, tmp in tmps.items():
+            for name, tmp in written.tmps.items():
                 os.replace(tmp, out / name)
-            for folder in {(out / name).parent for name in tmps}:
+            for folder in {(out / name).parent for name in written.tmps}:
                 fsync_dir(folder)
-            for name in tmps:
+            for name in written.tmps:
                 st = (out / name).stat()
                 files[name].update(size=st.st_size, mtime_ns=st.st_mtime_ns)
             record = ShardRecord(
                 name=spec.name, fingerprint=spec.fingerprint, rows=len(spec.rows),
                 row_groups=len(spec.row_groups), files=files,
-                sources=dict(sorted(hashes.items())),
+                sources=dict(sorted(verified.hashes.items())),
                 findings=[asdict(f) for r in written.reports for f in r.findings])
             write_shard_record(out, record)
     except BaseException:
-        for tmp in tmps.values():
-            tmp.unlink(missing_ok=True)
+        _discard(written)
         raise
     return _Outcome(spec.name, record, [])
+
+
+def _discard(written: _Written, finals: bool = False) -> None:
+    out = Path(written.job.out)
+    for name, tmp in written.tmps.items():
+        tmp.unlink(missing_ok=True)
+        if finals:
+            (out / name).unlink(missing_ok=True)
 
 
 def _read_back(path: Path, job: _Job, hashes: dict[str, str],
