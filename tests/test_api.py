@@ -63,3 +63,10 @@ def test_push_to_hub_refuses_a_changed_dataset(arc_tree: Path) -> None:
         push_to_hub(ds.filter(lambda r: r["subject_id"] != "sub-M2001"), "test-org/x")
     with pytest.raises(InputError, match="num_shards"):
         ds.push_to_hub("test-org/x", num_shards=3)
+
+
+def test_the_public_api_is_what_the_package_exports() -> None:
+    import bids_hf
+
+    assert [n for n in bids_hf.__all__ if not hasattr(bids_hf, n)] == []
+    assert not any(n.startswith("write_") for n in bids_hf.__all__), "test helpers: bids_hf.testing"

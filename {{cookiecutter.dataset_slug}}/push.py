@@ -8,13 +8,8 @@
 """
 
 import importlib
-import os
 import sys
 from pathlib import Path
-
-# Before pyarrow loads: its allocator (mimalloc) would keep freed pages for a while, and a
-# build's peak memory would then grow with the number of shards it writes.
-os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
 
 from bids_hf._cli import main
 

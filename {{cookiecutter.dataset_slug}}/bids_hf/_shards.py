@@ -64,7 +64,14 @@ from ._state import (
     read_shard_record,
     write_shard_record,
 )
-from ._util import available_cpus, fsync_dir, sha256_file, sha256_mapped, shown
+from ._util import (
+    available_cpus,
+    fsync_dir,
+    map_large_allocations,
+    sha256_file,
+    sha256_mapped,
+    shown,
+)
 
 _NIFTI_TYPE = pa.struct({"bytes": pa.binary(), "path": pa.string()})
 _CPUS_PER_WRITER = 3
@@ -136,6 +143,7 @@ def build_shards(rowset: RowSet, plan: ShardPlan, out: Path, *, cpus: int | None
                  progress: bool = True) -> BuildResult:
     """Write the plan's shards under ``out/data`` (or ``only`` those), reusing valid ones."""
     cpus = cpus or available_cpus()
+    map_large_allocations()
     selected = list(only) if only is not None else list(plan.shards)
     (out / "data").mkdir(parents=True, exist_ok=True)
     StatePaths(out).shards.mkdir(parents=True, exist_ok=True)
@@ -146,10 +154,13 @@ def build_shards(rowset: RowSet, plan: ShardPlan, out: Path, *, cpus: int | None
             if record is not None:
                 result.records[spec.name] = record
                 result.reused.append(spec.name)
-    jobs = [_job(rowset, spec, out, full) for spec in selected if spec.name not in result.records]
+    todo = [spec for spec in selected if spec.name not in result.records]
+    # Made one at a time: each job carries its rows and the features, and a large dataset
+    # has thousands of shards.
+    jobs = (_job(rowset, spec, out, full) for spec in todo)
     total = sum(s.nbytes for s in selected)
-    done = total - sum(j.spec.nbytes for j in jobs)
-    writers = min(len(jobs), cpus // _CPUS_PER_WRITER) if cpus >= _MIN_CPUS_FOR_PROCESSES else 1
+    done = total - sum(s.nbytes for s in todo)
+    writers = min(len(todo), cpus // _CPUS_PER_WRITER) if cpus >= _MIN_CPUS_FOR_PROCESSES else 1
     with _progress_bar(total, done, progress, len(result.reused)) as advance:
         if writers <= 1:
             outcomes = _write_here(jobs, cpus, advance)
@@ -247,7 +258,7 @@ def _hash_or_none(path: Path) -> str | None:
 # -- writing, in this process ------------------------------------------------------------------
 
 
-def _write_here(jobs: list[_Job], threads: int, advance: ProgressFn) -> list[_Outcome]:
+def _write_here(jobs: Iterable[_Job], threads: int, advance: ProgressFn) -> list[_Outcome]:
     """Shards one after the other, in a pipeline of three threads' work:
 
     * main: encodes shard k+1 (the pool reads and inspects its sources meanwhile);
@@ -286,9 +297,11 @@ def _write_here(jobs: list[_Job], threads: int, advance: ProgressFn) -> list[_Ou
         except BaseException:
             if written is not None:  # a step failed before this shard was handed over
                 _discard(written)
-            pending: list[Future[Any]] = [*persisting, *([verifying] if verifying else [])]
-            for future in pending:
-                with contextlib.suppress(BaseException):  # each removes its files on failure
+            with contextlib.suppress(BaseException):  # each step removes its files on failure
+                if verifying is not None and isinstance(checked := verifying.result(), _Verified):
+                    _persist(checked)  # verified already: keep it for the rerun
+            for future in persisting:
+                with contextlib.suppress(BaseException):
                     future.result()
             raise
     return outcomes
@@ -432,6 +445,8 @@ def _verify(written: _Written) -> _Verified | _Outcome:
             _check_written(tmp, spec)
             columns = None if name == spec.name else set(job.configs[_config_of(name)])
             mismatched.update(_read_back(tmp, job, hashes, columns))
+            # pyarrow's allocator (mimalloc) keeps a heap per thread: give this one's back.
+            pa.default_memory_pool().release_unused()
     except BaseException:
         _discard(written)
         raise
@@ -699,6 +714,7 @@ _queue: Any = None
 def _init_worker(queue: Any) -> None:
     global _queue
     _queue = queue
+    map_large_allocations()
 
 
 def _worker(job: _Job, threads: int) -> _Outcome:
@@ -707,7 +723,7 @@ def _worker(job: _Job, threads: int) -> _Outcome:
     return _commit(written)
 
 
-def _write_in_processes(jobs: list[_Job], writers: int, threads: int,
+def _write_in_processes(jobs: Iterable[_Job], writers: int, threads: int,
                         advance: ProgressFn) -> list[_Outcome]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
