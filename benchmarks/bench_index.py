@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 import bids2table
-from bids_hf import Schema, assemble_rows, index_bids, many
+from bids_hf import Schema, index_bids, many
+from bids_hf._rows import assemble_rows
 
 from examples.cohorts import make_index_tree
 

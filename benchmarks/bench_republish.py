@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         value_ok = xet["value"] <= total / 100
         subject_ok = xet["subject"] <= limit
         print(f"{'met   ' if value_ok else 'MISSED'} metadata change sends <= 1% of the dataset")
-        print(f"{'met   ' if subject_ok else 'MISSED'} a new subject sends <= 1.5x its bytes + 1 MB")
+        print(f"{'met   ' if subject_ok else 'MISSED'} "
+              "a new subject sends <= 1.5x its bytes + 1 MB")
         print(f"push.py wall time (Xet): first {xet['first_s']:.1f} s, value {xet['value_s']:.1f}"
               f" s, subject {xet['subject_s']:.1f} s")
         return 0 if value_ok and subject_ok else 1

@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import multiprocessing
 import os
 import re
 import shlex
@@ -392,8 +393,8 @@ def _run(result: Outcome, source: Path, base: Path, baked: Path, write_flag: boo
     try:
         done = subprocess.run(
             [sys.executable, "push.py", "--bids-root", str(root), "--out", str(out),
-             "--no-progress", *extra], cwd=repo, env=env, capture_output=True, text=True, check=False,
-            timeout=PUSH_TIMEOUT)
+             "--no-progress", *extra], cwd=repo, env=env, capture_output=True, text=True,
+            check=False, timeout=PUSH_TIMEOUT)
     except subprocess.TimeoutExpired:
         result.outcome, result.causes = "crash", ["timeout"]
         result.message = f"push.py did not finish in {PUSH_TIMEOUT:.0f} s"
@@ -565,7 +566,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.jobs <= 1:
             results = [run_one(*job) for job in jobs]
         else:
-            with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            # Spawned, as the core's own worker processes are (bids_hf._parallel): a forked
+            # child of a process that has loaded pyarrow's thread pools can deadlock.
+            with ProcessPoolExecutor(max_workers=args.jobs,
+                                     mp_context=multiprocessing.get_context("spawn")) as pool:
                 results = list(pool.map(run_one, *zip(*jobs, strict=True)))
     finally:
         if not args.keep:

@@ -33,7 +33,8 @@ Shape = tuple[int, int, int]
 REPETITION_TIME = {"naming40": 2.0, "rest": 1.65}  # ARC's tasks (top-level sidecars)
 
 
-def _new_dataset(root: Path, name: str, seed: int = 0, **description: object) -> np.random.Generator:
+def _new_dataset(root: Path, name: str, seed: int = 0,
+                 **description: object) -> np.random.Generator:
     """Create ``root`` with its dataset_description.json; the generator's random source."""
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / "dataset_description.json",
@@ -85,7 +86,8 @@ def make_arc(root: Path, subjects: int = 4, max_sessions: int = 3, shape: Shape 
                                   (*shape, volumes))
                 write_dwi_companions(dwi, volumes)
             if rng.random() < 0.85:
-                lesion = root / "derivatives" / "lesion_masks" / f"sub-{sub}" / f"ses-{ses}" / "anat"
+                lesion = (root / "derivatives" / "lesion_masks" / f"sub-{sub}" / f"ses-{ses}"
+                          / "anat")
                 write_nifti(lesion / f"{pre}_desc-lesion_mask.nii.gz", shape, kind="mask")
         wab = wab_types[i % len(wab_types)]
         people.append({

@@ -87,7 +87,8 @@ def unknown_keys(name, args):
     for key in given_keys(name, args):
         if key not in known:
             close = [k for k in sorted(known) if k.replace("_", "") == key.replace("_", "")]
-            hint = f" Did you mean {close[0]}?" if close else f" Known keys: {', '.join(sorted(known))}."
+            hint = (f" Did you mean {close[0]}?" if close
+                    else f" Known keys: {', '.join(sorted(known))}.")
             yield f"unknown key {key!r} ({name} would ignore it).{hint}"
 
 

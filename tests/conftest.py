@@ -21,7 +21,8 @@ from examples.cohorts import make_aomic, make_arc, make_isles24
 
 pytest_plugins = ["hub_fixtures"]
 
-BIDS_EXAMPLES = Path(os.environ.get("BIDS_EXAMPLES", TEMPLATE_ROOT.parent / "shared" / "bids-examples"))
+BIDS_EXAMPLES = Path(os.environ.get("BIDS_EXAMPLES",
+                                    TEMPLATE_ROOT.parent / "shared" / "bids-examples"))
 SCHEMAS = TEMPLATE_ROOT / "examples" / "schemas"
 
 
@@ -88,6 +89,11 @@ def run_push(repo: Path, *args: str, env: dict[str, str] | None = None,
 
 # What the Hub tests add to every push.py run (the validator is tested on its own).
 HUB_PUSH_FLAGS = ("--no-progress", "--no-bids-validator", "--max-retries", "2")
+
+
+def check(rowset: Any, name: str) -> Any:
+    """The check called ``name`` among those row assembly reported."""
+    return next(c for c in rowset.checks if c.name == name)
 
 
 def bids_example(name: str) -> Path:

@@ -52,7 +52,8 @@ def test_card_round_trips_through_huggingface_hub(staged: Staged) -> None:
     assert default["download_size"] == sum(
         p.stat().st_size for p in (staged.out / "data").glob("*.parquet"))
     text = card.text
-    assert "## Columns" in text and "| `dwi_bval` | List(List(float32)) | aligned with dwi |" in text
+    assert "## Columns" in text
+    assert "| `dwi_bval` | List(List(float32)) | aligned with dwi |" in text
     assert 'cast_column("t1w", List(Nifti(decode=False)))' in text
     assert 'load_dataset("<org>/arc", split="train")' in text
     assert "**DOI:** [doi:10.18112/openneuro.ds004884.v1.0.1]" in text

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import datasets
-from bids_hf._stage import Manifest
+from bids_hf._state import Manifest
 from conftest import HUB_PUSH_FLAGS, run_push
 from hub_fixtures import HubEnv
 from hubserver import HubServer

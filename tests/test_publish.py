@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from bids_hf._plan import PlanError, plan_shards
 from conftest import HUB_PUSH_FLAGS, run_push
 from hub_fixtures import HubEnv
 from hubserver import HubServer
@@ -125,7 +124,8 @@ def test_no_progress_silences_the_upload_bars_too(arc_repo: Path, arc_tree: Path
 def test_gating_asked_by_the_card_is_set_and_checked(arc_repo: Path, arc_tree: Path,
                                                      tmp_path: Path, hub_env: HubEnv) -> None:
     module = arc_repo / "arc.py"
-    module.write_text(module.read_text().replace('HF_REPO_ID = ', 'GATED = True\n    HF_REPO_ID = '))
+    module.write_text(module.read_text().replace("HF_REPO_ID = ",
+                                                 "GATED = True\n    HF_REPO_ID = "))
     done = push(arc_repo, hub_env, "--bids-root", str(arc_tree), "--out",
                 str(tmp_path / "staged"), "--repo-id", REPO)
     assert done.returncode == 0, done.stderr
@@ -142,18 +142,6 @@ def test_the_card_names_the_repo_it_is_uploaded_to(arc_repo: Path, arc_tree: Pat
     assert done.returncode == 0, done.stderr
     card = Path(hf_hub_download("test-org/second", "README.md", repo_type="dataset")).read_text()
     assert 'load_dataset("test-org/second"' in card and "test-org/first" not in card
-
-
-def test_a_plan_over_the_hubs_file_limit_is_refused(arc_tree: Path) -> None:
-    from bids_hf import collect
-    from conftest import load_schema
-
-    rowset = collect(arc_tree, load_schema("arc"))
-    rowset.rows = rowset.rows * 900  # ~10k rows of a few KB: one shard each at 1 byte
-    with pytest.raises(PlanError, match="over the Hub's limit of 10,000 files in one folder"):
-        plan_shards(rowset, max_shard_size=1)
-    with pytest.raises(PlanError, match="above the 20 GB the Hub recommends"):
-        plan_shards(collect(arc_tree, load_schema("arc")), max_shard_size="30GB")
 
 
 @pytest.fixture(scope="module")

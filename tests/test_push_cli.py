@@ -152,3 +152,15 @@ def test_a_mistake_in_schema_py_is_a_message_not_a_traceback(arc_repo: Path, arc
     assert "Traceback" not in done.stderr and "resume" not in done.stderr
     # --infer-schema still works, since it is how a broken schema.py is replaced.
     assert push(arc_repo, "--bids-root", str(arc_tree), "--infer-schema").returncode == 0
+
+
+def test_review_of_a_folder_without_shards_is_a_message(arc_repo: Path, arc_tree: Path,
+                                                        tmp_path: Path) -> None:
+    out = tmp_path / "staged"
+    assert push(arc_repo, "--bids-root", str(arc_tree), "--out", str(out)).returncode == 0
+    for shard in (out / "data").rglob("*.parquet"):
+        shard.unlink()
+    done = push(arc_repo, "--bids-root", str(arc_tree), "--out", str(out), "--review")
+    assert done.returncode == 2, done.stderr
+    assert "no data/*.parquet in this staged folder" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -55,7 +55,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING
 
 import pytest
 from bids_hf import BidsBuilder, collect
@@ -66,6 +66,9 @@ from bids_hf._util import shown
 from conftest import load_schema, run_push
 
 from examples.cohorts import make_arc
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
 
 # Nine shards of one or two row groups (one session each), each written page by page.
 SIZES = ("--max-shard-size", "2MB", "--row-group-size", "100KB")

@@ -86,10 +86,13 @@ def candidates(cache_root: Path) -> dict[str, Loader]:
         "name=<content key>": lambda f, key: ld(str(f), key, split="train"),
         "revision=<content key>": lambda f, key: ld(str(f), split="train", revision=key),
         "data_dir='data'": lambda f, key: ld(str(f), split="train", data_dir="data"),
-        "data_files='data/train-*'": lambda f, key: ld(str(f), split="train", data_files={"train": "data/train-*"}),
+        "data_files='data/train-*'": lambda f, key: ld(
+            str(f), split="train", data_files={"train": "data/train-*"}),
         "data_files=<absolute paths>": lambda f, key: ld(
-            str(f), split="train", data_files={"train": sorted(map(str, (f / "data").glob("*.parquet")))}),
-        "cache_dir=<root>/<content key>": lambda f, key: ld(str(f), split="train", cache_dir=str(cache_root / key)),
+            str(f), split="train",
+            data_files={"train": sorted(map(str, (f / "data").glob("*.parquet")))}),
+        "cache_dir=<root>/<content key>": lambda f, key: ld(
+            str(f), split="train", cache_dir=str(cache_root / key)),
         "download_mode='force_redownload'": lambda f, key: ld(
             str(f), split="train", download_mode="force_redownload"),
         "keep_in_memory=True": lambda f, key: ld(str(f), split="train", keep_in_memory=True),
@@ -175,7 +178,8 @@ def main() -> int:
             try:
                 r = run(name, loaders[name], args.mb)
             except ValueError as err:  # a candidate that cannot load at all is a result too
-                print(f"{name:42} {type(err).__name__}: {str(err).splitlines()[0][:90]}", flush=True)
+                first = str(err).splitlines()[0][:90]
+                print(f"{name:42} {type(err).__name__}: {first}", flush=True)
                 continue
             got = " ".join(str(x).replace(" ", "") for x in r["got"])
             verdict = "right" if r["right"] else "STALE"

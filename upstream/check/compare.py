@@ -79,7 +79,8 @@ def main() -> int:
             print(f"  {test_id}: {b} -> {a}" + (f"  [{patch}]" if patch else ""))
         if patch:
             if (b, a) != ("failed", "passed"):
-                problems.append(f"{test_id} (added by {patch}): {b} -> {a}, expected failed -> passed")
+                problems.append(f"{test_id} (added by {patch}): {b} -> {a}, "
+                                "expected failed -> passed")
         elif b == "passed" and a != "passed":
             problems.append(f"{test_id}: passed on 5.2.0, {a} once patched")
         elif a in ("failed", "error"):

@@ -1,8 +1,9 @@
 """Test setup for datasets' tests run from its source distribution.
 
 ``upstream/check.sh`` copies this file to the unpacked sdist's ``tests/conftest.py`` (only when
-the sdist has none). The sdist ships ``tests/test_*.py`` but not their ``conftest.py``, ``utils.py`` or
-``fixtures/``. This file gives what the run needs and nothing it would have to guess:
+the sdist has none). The sdist ships ``tests/test_*.py`` but not their ``conftest.py``,
+``utils.py`` or ``fixtures/``. This file gives what the run needs and nothing it would have to
+guess:
 
 * every test gets its own ``datasets`` cache under pytest's temp dir (never ``~/.cache``),
   no progress bars, and no implicit Hub token;
@@ -87,7 +88,8 @@ def _no_progress_bars() -> None:
 def set_sqlalchemy_silence_uber_warning(monkeypatch: pytest.MonkeyPatch) -> None:
     # SQLAlchemy 1.4 warns about 2.0 incompatibilities unless told not to; nothing to do without it.
     if find_spec("sqlalchemy") is not None:
-        monkeypatch.setattr("sqlalchemy.util.deprecations.SILENCE_UBER_WARNING", True, raising=False)
+        monkeypatch.setattr("sqlalchemy.util.deprecations.SILENCE_UBER_WARNING", True,
+                            raising=False)
 
 
 @pytest.fixture(scope="session")

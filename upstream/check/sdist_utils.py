@@ -1,10 +1,10 @@
 """Stand-ins for the helpers of datasets' ``tests/utils.py``, which its source distribution lacks.
 
 ``upstream/check.sh`` copies this file to the unpacked sdist's ``tests/utils.py`` (only when the
-sdist has none), so that ``tests/test_arrow_writer.py``, ``tests/test_arrow_dataset.py`` and ``tests/test_load.py``
-import and run as released. ``require_*`` skip a test when an optional module is missing; the
-helpers that need datasets' own test infrastructure (offline simulation, uploads to a fake Hub)
-skip the test that calls them, with a reason saying so.
+sdist has none), so that ``tests/test_arrow_writer.py``, ``tests/test_arrow_dataset.py`` and
+``tests/test_load.py`` import and run as released. ``require_*`` skip a test when an optional
+module is missing; the helpers that need datasets' own test infrastructure (offline
+simulation, uploads to a fake Hub) skip the test that calls them, with a reason saying so.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ require_torch = _require("torch")
 require_torchcodec = _require("torchcodec")
 require_transformers = _require("transformers")
 require_zstandard = _require("zstandard")
-require_not_windows = pytest.mark.skipif(sys.platform == "win32", reason="test does not run on Windows")
+require_not_windows = pytest.mark.skipif(sys.platform == "win32",
+                                         reason="test does not run on Windows")
 require_numpy1_on_windows = pytest.mark.skipif(
     sys.platform == "win32", reason="test needs numpy<2 on Windows")
 # dill>0.3.2 has been a datasets requirement for years: nothing to skip.

@@ -33,7 +33,8 @@ def main() -> int:
             nib.save(nib.Nifti1Image(data, np.eye(4)), path)
             paths.append(str(path))
         files = sum(os.path.getsize(p) for p in paths)
-        ds = datasets.Dataset.from_dict({"t1w": paths}, features=datasets.Features({"t1w": datasets.Nifti()}))
+        ds = datasets.Dataset.from_dict(
+            {"t1w": paths}, features=datasets.Features({"t1w": datasets.Nifti()}))
         estimate = ds._estimate_nbytes()
         # Dataset._push_parquet_shards_to_hub: num_shards = int(estimate / max_shard_size) + 1;
         # scaled to a 2.6 GB dataset of such files and the default 500 MB shards:

@@ -39,7 +39,8 @@ def main() -> int:
     try:
         print(f"datasets {datasets.__version__}")
         batch_size = get_arrow_writer_batch_size_from_features(FEATURES)
-        print(f"writer batch size for Nifti: {batch_size or datasets.config.DEFAULT_MAX_BATCH_SIZE} rows")
+        rows = batch_size or datasets.config.DEFAULT_MAX_BATCH_SIZE
+        print(f"writer batch size for Nifti: {rows} rows")
         small = batches_written(25, 1024, os.path.join(work, "small.arrow"))
         print(f"25 examples -> record batches of {small} rows")
         fixed = max(small) <= 10

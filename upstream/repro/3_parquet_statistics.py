@@ -57,7 +57,8 @@ def main() -> int:
                              check=True, capture_output=True, text=True).stdout
     r = json.loads(out.splitlines()[-1])
     print(f"datasets {r['version']}")
-    print(f"row group: {ROWS} x {SIZE / 2**20:.0f} MB = {r['row_group_mb']:.0f} MB; file {r['file_mb']:.0f} MB")
+    print(f"row group: {ROWS} x {SIZE / 2**20:.0f} MB = {r['row_group_mb']:.0f} MB; "
+          f"file {r['file_mb']:.0f} MB")
     print(f"statistics on {r['column']}: {r['stats']}")
     print(f"writer's addition to peak RSS: {r['writer_peak_mb']:.0f} MB")
     fixed = not r["stats"]

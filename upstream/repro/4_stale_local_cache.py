@@ -34,7 +34,8 @@ configs:
 
 def stage(folder: Path, value: int) -> None:
     (folder / "data").mkdir(parents=True, exist_ok=True)
-    datasets.Dataset.from_dict({"x": [value]}).to_parquet(folder / "data" / "train-00000-of-00001.parquet")
+    datasets.Dataset.from_dict({"x": [value]}).to_parquet(
+        folder / "data" / "train-00000-of-00001.parquet")
     (folder / "README.md").write_text(CARD)
 
 
@@ -56,7 +57,8 @@ def main() -> int:
         for name, x in got.items():
             print(f"load_dataset({name}): {x}")
         fixed = list(got.values()) == [[1], [2], [3]]
-        print("FIXED" if fixed else "BUG: loads returned another folder's (or an older) cached data")
+        print("FIXED" if fixed
+              else "BUG: loads returned another folder's (or an older) cached data")
         return 0 if fixed else 1
     finally:
         shutil.rmtree(WORK, ignore_errors=True)

@@ -40,7 +40,8 @@ def main() -> int:
             decoded = f"FileNotFoundError: {err}"
         print(f"datasets {datasets.__version__}")
         print(f"given:   path={RELATIVE!r}, bytes={len(data)} bytes (built from the BIDS root)")
-        print(f"stored:  path={stored['path']!r}, bytes={None if stored['bytes'] is None else len(stored['bytes'])}")
+        size = None if stored["bytes"] is None else len(stored["bytes"])
+        print(f"stored:  path={stored['path']!r}, bytes={size}")
         print(f"decoded from another directory: {decoded}")
         fixed = stored["bytes"] == data and decoded.startswith("shape")
         print("FIXED" if fixed else "BUG: the bytes were dropped for a cwd-relative path")

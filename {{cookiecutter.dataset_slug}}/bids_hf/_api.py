@@ -39,7 +39,7 @@ from ._rows import RowSet, row_ids
 from ._schema import MetaColumn, Schema, as_schema
 
 
-class BidsDataset(datasets.Dataset):
+class BidsDataset(datasets.Dataset):  # type: ignore[misc]  # datasets: no type info
     """A ``datasets.Dataset`` assembled from a BIDS tree by a schema; ``push_to_hub``
     publishes it with bids_hf's checked, sharded, verified pipeline."""
 

@@ -19,7 +19,8 @@ from ._results import ValidationCheck
 COMMAND = "bids-validator-deno"
 
 
-def bids_validator_check(root: Path, *, strict: bool = False, timeout: float = 1800) -> ValidationCheck:
+def bids_validator_check(root: Path, *, strict: bool = False,
+                         timeout: float = 1800) -> ValidationCheck:
     name = "official BIDS validator"
     # Installed into this environment but the environment not activated: look beside Python.
     beside = Path(sys.executable).parent / COMMAND

@@ -35,7 +35,7 @@ from ._util import parse_size
 _BATCH_BYTES = parse_size("100MB")
 
 
-class BidsBuilder(datasets.GeneratorBasedBuilder):
+class BidsBuilder(datasets.GeneratorBasedBuilder):  # type: ignore[misc]  # no type info
     """Base class of every generated dataset builder. Set ``SCHEMA`` and ``DATASET_ID``."""
 
     SCHEMA: ClassVar[Schema]
@@ -85,7 +85,8 @@ class BidsBuilder(datasets.GeneratorBasedBuilder):
         blocking = [c for c in rowset.checks if c.blocking]
         if blocking:
             details = "\n".join(f"- {c.name}: {c.details}" for c in blocking)
-            raise ValueError(f"The schema does not apply cleanly to {rowset.index.root}:\n{details}")
+            raise ValueError(f"The schema does not apply cleanly to {rowset.index.root}:\n"
+                             f"{details}")
         return [datasets.SplitGenerator(name=split, gen_kwargs={"split": split})
                 for split in rowset.splits]
 

@@ -10,19 +10,16 @@ prose (the generated repo's ``README.md``) with generated blocks filled in betwe
 so reruns refresh numbers and tables without touching what the maintainer wrote.
 
 Everything taken from the dataset (``dataset_description.json``, ``participants.json``, table
-values, file names) is escaped for Markdown and HTML where it lands in the body, so it
-cannot inject markup, links or scripts, or break a table; a DOI or URL becomes a link only
-when it is a well-formed ``https``/``http`` address or DOI.
+values, file names) goes through ``_markdown`` where it lands in the body, so it cannot
+inject markup, links or scripts, or break a table.
 """
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
 
 import datasets
 from datasets.info import DatasetInfo, DatasetInfosDict
@@ -30,6 +27,8 @@ from datasets.splits import SplitDict, SplitInfo
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
+from ._markdown import doi_link, link, text
+from ._plan import data_folder
 from ._rows import RowSet
 from ._util import human_bytes
 
@@ -163,8 +162,7 @@ def _info(features: datasets.Features, stats: StagedStats, splits: list[str]) ->
 
 
 def _data_files(splits: list[str], config: str | None = None) -> list[dict[str, str]]:
-    folder = f"data/{config}" if config else "data"
-    return [{"split": s, "path": f"{folder}/{s}-*"} for s in splits]
+    return [{"split": s, "path": f"{data_folder(config)}/{s}-*"} for s in splits]
 
 
 def _size_category(n: int) -> str:
@@ -205,39 +203,6 @@ def render_card(rowset: RowSet, meta: CardMeta, stats: StagedStats,
         body = body.rstrip() + "\n\n<!-- bids-hf:begin privacy -->\n<!-- bids-hf:end privacy -->\n"
     body = _MARKER.sub(fill, body)
     return f"---\n{data.to_yaml()}\n---\n\n{body.lstrip()}"
-
-
-# -- escaping ------------------------------------------------------------------------------
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~<>])")
-_LINE_START = re.compile(r"^([-+=]|\d+[.)])")  # what would start a list or a heading
-_DOI = re.compile(r"^(?:doi:|https?://(?:dx\.)?doi\.org/)?(10\.\d{4,9}/[^\s\"<>]+)$",
-                  re.IGNORECASE)
-
-
-def text(value: Any) -> str:
-    """Dataset text as inert Markdown: one line, HTML escaped, Markdown punctuation escaped
-    (no links, images, emphasis, code or table breaks can come out of it)."""
-    flat = " ".join(str(value).split())
-    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(flat, quote=False))
-    return _LINE_START.sub(r"\\\1", escaped)
-
-
-def link(url: Any, label: Any | None = None) -> str:
-    """A Markdown link only for a well-formed http(s) URL; anything else is shown as text."""
-    raw = str(url).strip()
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.netloc or re.search(r"[\s<>\"'()]",
-                                                                              raw):
-        return text(raw)
-    return f"[{text(label if label is not None else raw)}]({raw})"
-
-
-def doi_link(doi: Any) -> str:
-    match = _DOI.match(str(doi).strip())
-    if match is None:
-        return text(doi)
-    return link("https://doi.org/" + quote(match.group(1), safe="/:;._-"), doi)
 
 
 def _summary(rowset: RowSet, stats: StagedStats) -> str:

@@ -2,10 +2,9 @@
 
 Counts, required files, empty images, files that leave the dataset, rows too large for the
 Hub's viewer, and personal information in what will be published (tables, sidecars, the
-card's sources). What needs
-the images' bytes (integrity, header privacy) is checked while they are read for their
-shards, in the same pass (``_inspect``, ``_shards``); ``image_checks`` turns those findings
-into the same kind of report.
+card's sources). What needs the images' bytes (integrity, header privacy) is checked while
+they are read for their shards, in the same pass (``_inspect``, ``_shards``);
+``image_checks`` turns those findings into the same kind of report.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ def pre_build_checks(rowset: RowSet, *, allow_phi: bool = False) -> list[Validat
 def image_checks(rowset: RowSet, bad: list[str], findings: list[Finding], *, full: bool,
                  allow_phi: bool = False) -> list[ValidationCheck]:
     """The verdict on the images as they were read: intact, and their headers clean."""
-    n = len(claimed(rowset))
+    n = len(rowset.image_paths())
     checks = [ValidationCheck(
         name="images intact" + (" (decompressed in full)" if full else " (headers only)"),
         expected=n, actual=n - len(bad), passed=not bad,
@@ -147,10 +146,6 @@ def _expected_counts(rowset: RowSet) -> list[ValidationCheck]:
     return checks
 
 
-def claimed(rowset: RowSet) -> list[str]:
-    return sorted({f.path for r in rowset.rows for _, f in r.files()})
-
-
 def _empty_files(rowset: RowSet) -> ValidationCheck:
     empty = [f.path for r in rowset.rows for _, f in r.files() if f.size == 0]
     return ValidationCheck(
@@ -166,7 +161,7 @@ def _viewable(rowset: RowSet) -> ValidationCheck:
     row group of the columns it shows; a row is never split across row groups)."""
     big = [r for r in rowset.rows if r.nbytes > VIEWER_SCAN_LIMIT]
     lines = []
-    for r in big[:10]:
+    for r in big:
         viewable = [c for c in rowset.schema.configs
                     if rowset.config_bytes(r, c) <= VIEWER_SCAN_LIMIT]
         also = f"; configs {', '.join(viewable)} still show it" if viewable else ""
@@ -188,7 +183,7 @@ def _inside_dataset(rowset: RowSet) -> ValidationCheck:
     allowed = [os.path.realpath(root), *_annex_stores(root, rowset.index.pipelines),
                *(os.path.realpath(os.path.expanduser(p)) for p in rowset.schema.allow_outside)]
     outside: list[str] = []
-    for path in claimed(rowset):
+    for path in rowset.image_paths():
         real = os.path.realpath(root / path)
         if not any(real == a or real.startswith(a.rstrip(os.sep) + os.sep) for a in allowed):
             outside.append(f"{shown(path)} -> {shown(real)}")

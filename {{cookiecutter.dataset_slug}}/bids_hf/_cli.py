@@ -28,7 +28,7 @@ from ._errors import (
     HubError,
     InputError,
 )
-from ._util import human_bytes, shown
+from ._util import first_lines, human_bytes, shown
 
 if TYPE_CHECKING:
     from ._builder import BidsBuilder
@@ -298,7 +298,7 @@ def _build_some(rowset: RowSet, out: Path, meta: Any, options: Options, shard_pl
     built = build_only(rowset, out, meta, options, shard_plan, [spec])
     if built.bad:
         _say("error: some images are not intact; their shards were not written:\n"
-             + "\n".join(f"  {b}" for b in built.bad[:20]))
+             + first_lines([str(b) for b in built.bad], 20, indent="  "))
         return EXIT_CHECKS
     _say(f"built shards {spec}: {len(built.built)} written, {len(built.reused)} reused, "
          f"{human_bytes(sum(r.size for r in built.records.values()))}")

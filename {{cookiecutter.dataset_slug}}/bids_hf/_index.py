@@ -1,4 +1,4 @@
-"""Index a BIDS tree: every data file with its entities, size and pipeline, plus tables and sidecars.
+"""Index a BIDS tree: every data file with its entities, size and pipeline, tables, sidecars.
 
 This module owns discovery. bids2table parses entities and finds nested datasets; we call
 ``find_bids_datasets`` because ``index_dataset(root)`` alone skips ``derivatives/``. What
@@ -84,14 +84,8 @@ class BidsFile:
 
     @property
     def tail(self) -> str:
-        """The path with ``sub-*/`` and ``ses-*/`` folders removed: what schema globs match.
-
-        ``sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz`` -> ``anat/sub-01_ses-1_T1w.nii.gz`` and
-        ``derivatives/masks/sub-01/anat/x.nii.gz`` -> ``derivatives/masks/anat/x.nii.gz``.
-        """
-        parts = PurePosixPath(self.path).parts
-        kept = [p for p in parts[:-1] if not (_SUBJECT_DIR.match(p) or _SESSION_DIR.match(p))]
-        return "/".join([*kept, parts[-1]])
+        """What schema globs match: the path without its subject and session folders."""
+        return without_row_folders(self.path)
 
     def sort_key(self) -> tuple[Any, ...]:
         return natural_key(self.path)
@@ -173,6 +167,31 @@ class BidsIndex:
         """The nearest file with ``extension`` (e.g. ``.bval``) that applies to ``file``."""
         found = self.inherited(file, extension)
         return found[-1] if found else None
+
+
+def without_row_folders(path: str) -> str:
+    """A path with its ``sub-*/`` and ``ses-*/`` folders removed (``tpl-*/`` and ``cohort-*/``
+    in a template dataset): what schema globs match.
+
+    ``sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz`` -> ``anat/sub-01_ses-1_T1w.nii.gz`` and
+    ``derivatives/masks/sub-01/anat/x.nii.gz`` -> ``derivatives/masks/anat/x.nii.gz``.
+    """
+    parts = PurePosixPath(path).parts
+    kept = [p for p in parts[:-1] if not (_SUBJECT_DIR.match(p) or _SESSION_DIR.match(p))]
+    return "/".join([*kept, parts[-1]])
+
+
+def folder_labels(path: str) -> tuple[str | None, str | None]:
+    """The subject and session labels a path's folders name (the first of each):
+    ``sub-01/ses-2/sub-01_ses-2_scans.tsv`` -> ``("01", "2")``."""
+    sub: str | None = None
+    ses: str | None = None
+    for part in PurePosixPath(path).parts[:-1]:
+        if sub is None and _SUBJECT_DIR.match(part):
+            sub = part.split("-", 1)[1]
+        elif ses is None and _SESSION_DIR.match(part):
+            ses = part.split("-", 1)[1]
+    return sub, ses
 
 
 def index_bids(root: str | os.PathLike[str]) -> BidsIndex:
@@ -395,7 +414,8 @@ def _name_entities(name: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class _BidsIgnore:
-    """``.bidsignore`` patterns (gitignore-like: ``/`` anchors at the root, ``dir/`` is a folder)."""
+    """``.bidsignore`` patterns, gitignore-like: ``/`` anchors at the root, ``dir/`` is a
+    folder."""
 
     patterns: tuple[str, ...]
 

@@ -33,7 +33,7 @@ from ._rows import assemble_rows
 from ._schema import MetaColumn, RowLevel, Schema, many, one
 from ._state import write_atomic
 from ._tables import NULL, read_tsv, sessions_tables
-from ._util import natural_key, shown
+from ._util import first_lines, natural_key, shown
 
 # Entities that name a *kind* of image (a column); the others vary within a column.
 _KIND_ENTITIES = ("datatype", "suffix", "task", "desc", "label")
@@ -138,9 +138,7 @@ def infer_schema(index: BidsIndex) -> str:
     if not_bids:
         lines += ["", (f"# {len(not_bids)} NIfTI file(s) lie outside any sub-* folder, so no "
                        "row can hold them:")]
-        lines += [f"#   {shown(p)}" for p in not_bids[:10]]
-        if len(not_bids) > 10:
-            lines.append(f"#   ... and {len(not_bids) - 10} more")
+        lines.append(first_lines([shown(p) for p in not_bids], 10, indent="#   "))
     return "\n".join(lines) + "\n"
 
 

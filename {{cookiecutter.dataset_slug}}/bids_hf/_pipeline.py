@@ -19,26 +19,28 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from ._bids_validator import bids_validator_check
 from ._card import CardMeta
-from ._checks import image_checks, pre_build_checks
+from ._checks import image_checks, pre_build_checks, published_findings
 from ._errors import ChecksFailed, DiskFullError, InputError, SourceChangedError
-from ._hub import PublishResult, RetryPolicy, check_load, http_timeout, verify_remote
+from ._http import RetryPolicy, http_timeout
+from ._hub import PublishResult, check_load, verify_remote
 from ._hub import publish as _upload
 from ._index import index_bids
+from ._inspect import ImageReport, inspect_file
+from ._parallel import available_cpus, in_background, thread_map
 from ._phi import Finding, blocking_findings
 from ._plan import ShardPlan, plan_shards
-from ._results import Severity, ValidationCheck, ValidationResult
+from ._results import Severity, ValidationResult
 from ._rows import RowSet, assemble_rows
 from ._schema import Schema
-from ._shards import BuildResult, build_shards, changed_since_indexed, remove_temporary_files
+from ._shards import BuildResult, build_shards, remove_temporary_files
+from ._sources import changed_since_indexed
 from ._stage import remove_stale, write_card_and_manifest
 from ._state import (
     Manifest,
@@ -55,7 +57,7 @@ from ._state import (
     space_wanted,
     unmark_verified,
 )
-from ._util import available_cpus, shown
+from ._util import shown
 from ._verify import verify_staged
 
 log = logging.getLogger(__name__)
@@ -136,15 +138,7 @@ def check(rowset: RowSet, options: Options) -> ValidationResult:
 def check_images(rowset: RowSet, options: Options) -> ValidationResult:
     """What ``stage`` checks while it builds (integrity, header privacy), without building:
     every claimed image read and inspected in a thread pool, nothing written."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from ._checks import claimed
-    from ._inspect import inspect_file
-
-    paths = [p for p in claimed(rowset) if (f := rowset.index.file(p)) is not None and f.size > 0]
-    with ThreadPoolExecutor(max_workers=options.cpus) as pool:
-        reports = list(pool.map(lambda p: inspect_file(rowset.index.root / p, p,
-                                                       options.integrity), paths))
+    reports = _inspect_images(rowset, options.cpus, full=options.integrity)
     bad = [f"{shown(r.path)}: {r.problem}" for r in reports if r.problem]
     findings = [f for r in reports for f in r.findings]
     return ValidationResult(image_checks(rowset, bad, findings, full=options.integrity,
@@ -216,8 +210,9 @@ def _stage_locked(rowset: RowSet, out: Path, meta: CardMeta, options: Options,
     remove_temporary_files(out)
     require_free_space(out, _bytes_to_write(out, shard_plan))  # before anything is written
     save_plan(out, shard_plan)
-    validator = _in_background(lambda: bids_validator_check(
-        rowset.index.root, strict=rowset.schema.strict)) if options.bids_validator else None
+    validator = in_background(lambda: bids_validator_check(
+        rowset.index.root, strict=rowset.schema.strict), "validator") \
+        if options.bids_validator else None
     build = build_shards(rowset, shard_plan, out, cpus=options.cpus, full=options.integrity,
                          progress=options.progress)
     changed = changed_since_indexed(rowset)
@@ -288,21 +283,16 @@ def _bytes_to_write(out: Path, shard_plan: ShardPlan) -> int:
                or r.fingerprint != spec.fingerprint)
 
 
-def _in_background(call: Callable[[], ValidationCheck]) -> Future[ValidationCheck]:
-    """Run a slow, independent check (an external validator) beside the build."""
-    future: Future[ValidationCheck] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(call())
-        except BaseException as err:  # noqa: BLE001  (handed to whoever waits)
-            future.set_exception(err)
-
-    threading.Thread(target=run, name="bids-hf-validator", daemon=True).start()
-    return future
+def _inspect_images(rowset: RowSet, cpus: int, *, full: bool) -> list[ImageReport]:
+    """Every claimed, non-empty image read and inspected, without building (empty ones are
+    named by the pre-build checks)."""
+    root = rowset.index.root
+    paths = [p for p in rowset.image_paths()
+             if (f := rowset.index.file(p)) is not None and f.size > 0]
+    return thread_map(lambda p: inspect_file(root / p, p, full), paths, cpus, "inspect")
 
 
-# -- look --------------------------------------------------------------------------------------------
+# -- look ----------------------------------------------------------------------------------------
 
 
 def review(rowset: RowSet, options: Options, *, staged: Path | None = None, port: int = 0,
@@ -311,8 +301,8 @@ def review(rowset: RowSet, options: Options, *, staged: Path | None = None, port
     checks found beside the rows they concern. With ``staged``, images come from its shards
     and the image findings from its records (what was verified); else each image's header
     is read (integrity is checked in full when the dataset is staged)."""
-    from ._checks import published_findings
-    from ._review import ReviewFinding, run_review
+    from ._review import run_review
+    from ._review_page import ReviewFinding
 
     findings: list[ReviewFinding] = []
     for c in rowset.checks:
@@ -337,14 +327,7 @@ def _image_findings(rowset: RowSet, options: Options, staged: Path | None
     if staged is not None:
         manifest = Manifest.read(staged)
         return [Finding(**f) for s in manifest.shards for f in s.get("findings", [])], []
-    from concurrent.futures import ThreadPoolExecutor
-
-    from ._checks import claimed
-    from ._inspect import inspect_file
-
-    paths = [p for p in claimed(rowset) if (f := rowset.index.file(p)) is not None and f.size > 0]
-    with ThreadPoolExecutor(max_workers=options.cpus) as pool:
-        reports = list(pool.map(lambda p: inspect_file(rowset.index.root / p, p, False), paths))
+    reports = _inspect_images(rowset, options.cpus, full=False)
     return ([f for r in reports for f in r.findings],
             [(r.path, r.problem) for r in reports if r.problem])
 
@@ -358,8 +341,9 @@ class Published:
     remote: ValidationResult
 
 
-def publish(out: Path, repo_id: str, options: Options, *, image_columns: dict[str, bool] | None = None,
-            split: str | None = None, say: Say = log.info) -> Published:
+def publish(out: Path, repo_id: str, options: Options, *,
+            image_columns: dict[str, bool] | None = None, split: str | None = None,
+            say: Say = log.info) -> Published:
     """Upload a verified staged folder, then check the Hub copy where it landed."""
     policy = options.retry_policy()
     if not options.progress:  # huggingface_hub's and hf_xet's bars too

@@ -16,7 +16,7 @@ sends little more than the new subject.
 
 Every shard carries a fingerprint of what it will contain (features, schema, its rows'
 values, each source file's path and size). A shard on disk is reused only when that
-fingerprint matches *and* its sources still hash to the bytes it embeds (``_shards``).
+fingerprint matches *and* its sources still hash to the bytes it embeds (``_commit``).
 """
 
 from __future__ import annotations
@@ -182,11 +182,22 @@ def plan_shards(
     )
 
 
+def data_folder(config: str | None = None) -> str:
+    """Where Parquet files go in a staged folder: ``data``, a config's in ``data/<config>``."""
+    return f"data/{config}" if config else "data"
+
+
 def shard_name(split: str, index: int, count: int, config: str | None = None) -> str:
     """The file name of a shard, as ``datasets``' own ``push_to_hub`` names them (a config's
     files in a folder of their own)."""
-    folder = f"data/{config}" if config else "data"
-    return f"{folder}/{split}-{index:05d}-of-{count:05d}.parquet"
+    return f"{data_folder(config)}/{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+def config_of(file: str) -> str | None:
+    """The config whose columns a shard file holds (``data/<config>/<file>``); ``None`` for
+    the full table (``data/<file>``)."""
+    parts = file.split("/")
+    return parts[1] if len(parts) > 2 else None
 
 
 def _pack(indices: Sequence[int], rows: list[Row], limit: int) -> list[list[int]]:

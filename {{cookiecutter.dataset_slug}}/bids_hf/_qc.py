@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from ._markdown import text
 from ._rows import Row, RowSet
 from ._slices import (
     Plane,
@@ -69,7 +70,7 @@ class QcPicture:
         return (f"## Quality control\n\n![Slices of the first rows]({self.path.name})\n\n"
                 f"Sagittal, coronal and axial slices of `{self.image_column}`, {where}; one "
                 f"band per example, labelled with its subject and session: "
-                f"{', '.join(self.rows)}.")
+                f"{', '.join(text(r) for r in self.rows)}.")
 
 
 def mask_columns(columns: list[str]) -> list[str]:

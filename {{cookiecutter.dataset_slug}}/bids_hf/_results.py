@@ -63,7 +63,8 @@ class ValidationResult:
                 c.severity]
             rows.append((mark, c.name, _short(c.expected), _short(c.actual)))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
+                 for r in rows]
         for c in self.checks:
             if not c.passed and c.details:
                 tag = {"error": "error", "warning": "warning", "info": "note"}[c.severity]

@@ -1,40 +1,37 @@
 """Rows: the schema applied to an index. One row per subject, session or image.
 
-This module owns the mapping from files to cells and everything that can silently lose data
-on the way, reported as validation checks instead:
+This module groups the claimed files into rows and assembles each row from the modules
+that own its parts; everything that could lose data on the way is reported as a check:
 
 * a ``one(...)`` column matching several files in a row is an error naming every file and
   the entities they differ in (never "take the first", never None);
-* every NIfTI under the root that no column claimed is listed (coverage report);
-* metadata rows without a folder and folders without metadata are reported;
-* list cells are in natural order (run-2 before run-10), with aligned entity lists.
+* images in each list cell are in natural order (run-2 before run-10);
+* the other cells come from ``_cells`` (kept entities, companions, sidecars), ``_metadata``
+  (table values) and ``_splits``; ``_coverage`` reports what no column claims;
+  ``_features`` gives the resulting columns their types.
 
-Small companion values (b-values, sidecars, metadata) are read here, so their errors surface
-before any heavy work; image bytes are read only by the shard writer.
+A ``SchemaError`` or ``TableError`` is raised only when the schema or a table cannot be used
+at all; every other problem is a check on the result, so one run reports all of them.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
-from datasets import List, Nifti, Value
 
-from ._entities import entity_order, index_entities
+from ._cells import cell_values, companions_check, kept_entities
+from ._coverage import coverage_checks
+from ._features import features
 from ._index import SESSION_OF, BidsFile, BidsIndex
+from ._metadata import load_metadata
 from ._results import ValidationCheck
-from ._schema import Column, CompanionKind, Schema, SchemaError
-from ._tables import SESSIONS_TABLE, TableError, TableRow, load_table
-from ._util import first_lines, natural_key, shown, summarize_paths
-
-IMAGE_COLUMN = "nifti"  # the image column of row="image" datasets
-_SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")  # what datasets accepts as a split name
-_NOT_KEPT = {"sub", "ses", "tpl", "cohort", "ext"}  # identify the row or format, not the item
+from ._schema import IMAGE_COLUMN, Column, Schema
+from ._splits import DEFAULT_SPLIT, assign_splits, ordered
+from ._util import first_lines, natural_key, shown
 
 
 @dataclass
@@ -74,12 +71,14 @@ class RowSet:
 
     @property
     def splits(self) -> list[str]:
-        names = {r.split for r in self.rows}
-        order = ["train", "validation", "test"]
-        return sorted(names, key=lambda s: (order.index(s) if s in order else len(order), s))
+        return ordered(r.split for r in self.rows)
 
     def rows_of(self, split: str) -> list[Row]:
         return [r for r in self.rows if r.split == split]
+
+    def image_paths(self) -> list[str]:
+        """Every image the rows hold, each once, sorted."""
+        return sorted({f.path for r in self.rows for _, f in r.files()})
 
     def column_files(self, column: str) -> int:
         return sum(len(r.images.get(column, ())) for r in self.rows)
@@ -109,7 +108,6 @@ def assemble_rows(index: BidsIndex, schema: Schema) -> RowSet:
     so one run reports all of them; ``SchemaError``/``TableError`` are raised only when the
     schema or a table cannot be used at all."""
     columns = schema.image_columns
-    checks: list[ValidationCheck] = []
     claims: dict[str, list[BidsFile]] = {name: [] for name in columns}
     claimed_by: dict[str, list[str]] = defaultdict(list)
     for f in index.files:
@@ -118,12 +116,10 @@ def assemble_rows(index: BidsIndex, schema: Schema) -> RowSet:
                 claims[name].append(f)
                 claimed_by[f.path].append(name)
 
-    cells = _group(schema, claims, index)
-    row_keys = _row_keys(schema, index, cells)
-    tables = _load_metadata(index, schema, checks)
-    keep = {name: _kept_entities(col, claims[name]) for name, col in columns.items()}
-    if schema.row == "image":
-        keep[IMAGE_COLUMN] = _present_entities(claims)
+    grouped = _group(schema, claims)
+    row_keys = _row_keys(schema, index, grouped)
+    tables, checks = load_metadata(index, schema)
+    keep = kept_entities(schema, claims)
 
     prefixes = (index.subject_entity, SESSION_OF[index.subject_entity])
     rows: list[Row] = []
@@ -137,48 +133,33 @@ def assemble_rows(index: BidsIndex, schema: Schema) -> RowSet:
             assert file is not None
             images = {IMAGE_COLUMN: [file]}
         else:
-            images = {name: cells.get((name, sub, ses), []) for name in columns}
+            images = {name: grouped.get((name, sub, ses), []) for name in columns}
             for name, col in columns.items():
                 if not col.many and len(images[name]) > 1:
                     ambiguous.append(_ambiguity(name, col, sub, ses, images[name]))
-        values = _image_values(schema, index, images, keep, claimed_by, missing_companions)
-        values.update(_metadata_values(schema, tables, sub, ses))
+        values = cell_values(schema, index, images, keep, claimed_by, missing_companions)
+        values.update(tables.values(schema, sub, ses))
         row_id = f"{prefixes[0]}-{sub}" + (f"_{prefixes[1]}-{ses}" if ses else "")
-        rows.append(Row(key=path or row_id, subject=sub, session=ses, split="train",
+        rows.append(Row(key=path or row_id, subject=sub, session=ses, split=DEFAULT_SPLIT,
                         images=images, values=values, prefixes=prefixes))
 
-    checks += _split_rows(schema, rows)
+    splits, split_checks = assign_splits(schema, [(r.key, r.subject, r.values) for r in rows])
+    for row, split in zip(rows, splits, strict=True):
+        row.split = split
+    checks += split_checks
     checks.append(ValidationCheck(
         name="one file per single-valued cell", expected=0, actual=len(ambiguous),
         passed=not ambiguous, details=first_lines(ambiguous, 20),
     ))
-    if any(col.companions for col in columns.values()):
-        checks.append(ValidationCheck(
-            name="companion files present", expected=0, actual=len(missing_companions),
-            passed=not missing_companions, details=first_lines(missing_companions, 20),
-        ))
-    claimed = {path: names[0] for path, names in claimed_by.items()}
-    ignored = set(index.ignored)
-    unclaimed = [p for p in index.nifti_on_disk if p not in claimed and p not in ignored]
-    excluded = [p for p in index.nifti_on_disk if p not in claimed and p in ignored]
-    checks += _coverage_checks(schema, index, claims, claimed_by, unclaimed)
-    if index.problems:
-        checks.append(ValidationCheck(
-            name="dataset files read", expected=0, actual=len(index.problems), passed=False,
-            severity="warning", details=first_lines(index.problems, 10)))
-    if excluded:
-        checks.append(ValidationCheck(
-            name="NIfTI excluded by .bidsignore", expected="-", actual=len(excluded),
-            passed=False, severity="info",
-            details=f"{len(excluded)} NIfTI excluded by .bidsignore: not published:\n"
-                    + _by_kind(excluded, index) + "\nA glob column claims them if they "
-                    "should be, e.g. many('anat/*_FLASH.nii.gz')."))
-    features = _features(schema, columns, keep)
+    checks += companions_check(schema, missing_companions)
+    coverage, unclaimed = coverage_checks(schema, index, claims, claimed_by)
+    checks += coverage
     return RowSet(
-        schema=schema, index=index, rows=rows, features=features,
+        schema=schema, index=index, rows=rows, features=features(schema, keep),
         image_columns={IMAGE_COLUMN: False} if schema.row == "image"
         else {name: col.many for name, col in columns.items()},
-        checks=checks, claimed=claimed, unclaimed=unclaimed,
+        checks=checks, claimed={path: names[0] for path, names in claimed_by.items()},
+        unclaimed=unclaimed,
     )
 
 
@@ -188,7 +169,7 @@ Key = tuple[str, str | None, str | None]  # subject, session, path (image rows)
 
 
 def _group(
-    schema: Schema, claims: dict[str, list[BidsFile]], index: BidsIndex
+    schema: Schema, claims: dict[str, list[BidsFile]]
 ) -> dict[tuple[str, str, str | None], list[BidsFile]]:
     cells: dict[tuple[str, str, str | None], list[BidsFile]] = defaultdict(list)
     for name, files in claims.items():
@@ -205,7 +186,8 @@ def _row_keys(
 ) -> list[Key]:
     if schema.row == "image":
         paths = sorted({f.path for files in cells.values() for f in files}, key=natural_key)
-        return [(index.file(p).subject, index.file(p).session, p) for p in paths]  # type: ignore[union-attr]
+        files = [(p, index.file(p)) for p in paths]
+        return [(f.subject, f.session, p) for p, f in files if f is not None]  # all claimed
     keys: set[tuple[str, str | None]] = set()
     for sub in index.subjects:
         sessions = index.sessions.get(sub) or []
@@ -214,8 +196,8 @@ def _row_keys(
         else:
             keys.add((sub, None))
     keys.update((sub, ses) for (_, sub, ses) in cells)  # derivatives-only subjects/sessions
-    ordered = sorted(keys, key=lambda k: (natural_key(k[0]), natural_key(k[1] or "")))
-    return [(sub, ses, None) for sub, ses in ordered]
+    in_order = sorted(keys, key=lambda k: (natural_key(k[0]), natural_key(k[1] or "")))
+    return [(sub, ses, None) for sub, ses in in_order]
 
 
 def _ambiguity(name: str, col: Column, sub: str, ses: str | None, files: list[BidsFile]) -> str:
@@ -232,316 +214,6 @@ def _ambiguity(name: str, col: Column, sub: str, ses: str | None, files: list[Bi
         f"Column {name!r} is one(...) but matched {len(files)} files in {where}:\n{listing}\n"
         f"  {hint}Declare it many(...) to keep them all, or {narrow}."
     )
-
-
-def _kept_entities(col: Column, files: list[BidsFile]) -> tuple[str, ...]:
-    if not col.many:
-        return ()
-    if col.keep is not None:
-        return col.keep
-    varying = {
-        k for k in {k for f in files for k in f.entities}
-        if k not in _NOT_KEPT and len({f.entities.get(k) for f in files}) > 1
-    }
-    order = entity_order()
-    return tuple(k for k in order if k in varying) + tuple(sorted(varying - set(order)))
-
-
-# -- cell values -------------------------------------------------------------------------
-
-
-def _image_values(
-    schema: Schema,
-    index: BidsIndex,
-    images: dict[str, list[BidsFile]],
-    keep: dict[str, tuple[str, ...]],
-    claimed_by: dict[str, list[str]],
-    missing: list[str],
-) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    if schema.row == "image":
-        (file,) = images[IMAGE_COLUMN]
-        col = schema.image_columns[claimed_by[file.path][0]]
-        values["column"] = claimed_by[file.path][0]
-        values["pipeline"] = file.pipeline
-        for ent in keep[IMAGE_COLUMN]:
-            values[ent] = file.entities.get(ent)
-        for ext, kind in _image_row_companions(schema):
-            declared = dict(col.companions)
-            values[ext] = _companion(index, file, ext, declared.get(ext, kind), missing) \
-                if ext in declared else None
-        if any(c.sidecar for c in schema.image_columns.values()):
-            values["sidecar"] = _sidecar(index, file, schema.privacy.drop) if col.sidecar \
-                else None
-        return values
-    for name, col in schema.image_columns.items():
-        files = images[name]
-        for ent in keep[name]:
-            values[f"{name}_{ent}"] = [f.entities.get(ent) for f in files]
-        for ext, kind in col.companions:
-            found = [_companion(index, f, ext, kind, missing) for f in files]
-            values[f"{name}_{ext}"] = found if col.many else (found[0] if found else None)
-        if col.sidecar:
-            texts = [_sidecar(index, f, schema.privacy.drop) for f in files]
-            values[f"{name}_sidecar"] = texts if col.many else (texts[0] if texts else None)
-    return values
-
-
-def _companion(index: BidsIndex, file: BidsFile, ext: str, kind: CompanionKind,
-               missing: list[str]) -> Any:
-    path = index.companion(file, f".{ext}")
-    if path is None:
-        missing.append(f"{shown(file.path)} has no .{ext} file (searched by BIDS inheritance up to "
-                       f"its dataset root). Add it, or drop {ext!r} from the column's companions.")
-        return None
-    text = path.read_text(encoding="utf-8")
-    if kind == "text":
-        return text
-    try:
-        lines = [[float(x) for x in line.split()] for line in text.splitlines() if line.strip()]
-    except ValueError:
-        rel = path.relative_to(index.root).as_posix()
-        raise SchemaError(f"{shown(rel)} is not whitespace-separated numbers; declare {ext!r} as "
-                          "'text' in the column's companions.") from None
-    return [x for line in lines for x in line] if kind == "vector" else lines
-
-
-def _sidecar(index: BidsIndex, file: BidsFile, drop: tuple[str, ...] | Any) -> str | None:
-    """The published sidecar text: inheritance applied, the keys schema.py drops removed."""
-    meta = {k: v for k, v in index.sidecar(file).items() if k not in drop}
-    return json.dumps(meta, sort_keys=True) if meta else None
-
-
-def _present_entities(claims: dict[str, list[BidsFile]]) -> tuple[str, ...]:
-    """Entities found in any claimed file, in BIDS order: the columns of image rows."""
-    present = {k for files in claims.values() for f in files for k in f.entities} - _NOT_KEPT
-    order = entity_order()
-    return tuple(k for k in order if k in present) + tuple(sorted(present - set(order)))
-
-
-def _image_row_companions(schema: Schema) -> list[tuple[str, CompanionKind]]:
-    seen: dict[str, CompanionKind] = {}
-    for col in schema.image_columns.values():
-        for ext, kind in col.companions:
-            seen.setdefault(ext, kind)
-    return sorted(seen.items())
-
-
-# -- metadata ----------------------------------------------------------------------------
-
-
-@dataclass
-class _Tables:
-    by_subject: dict[str, dict[str, Any]] = field(default_factory=dict)
-    by_session: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-
-
-def _load_metadata(index: BidsIndex, schema: Schema, checks: list[ValidationCheck]) -> _Tables:
-    tables = _Tables()
-    if schema.row == "subject" and SESSIONS_TABLE in schema.metadata:
-        raise SchemaError("sessions.tsv holds per-session values; use row='session' or 'image'.")
-    for table, columns in schema.metadata_spec().items():
-        try:
-            rows: list[TableRow] = load_table(index.root, table, columns)
-        except TableError as err:
-            checks.append(ValidationCheck(name=f"metadata {table}", expected="readable",
-                                          actual="error", passed=False, details=str(err)))
-            continue
-        for r in rows:
-            target = tables.by_subject.setdefault(r.subject, {}) if r.session is None \
-                else tables.by_session.setdefault((r.subject, r.session), {})
-            target.update(r.values)
-        checks.append(_folder_agreement(index, table, rows))
-    return tables
-
-
-def _folder_agreement(index: BidsIndex, table: str, rows: list[TableRow]) -> ValidationCheck:
-    """Subjects (or sessions) listed in a table but without a folder, and the reverse."""
-    if all(r.session is None for r in rows):
-        listed = {r.subject for r in rows}
-        folders = set(index.subjects)
-        label = "subjects"
-        fmt = "sub-{}".format
-        no_folder = sorted(listed - folders, key=natural_key)
-        no_row = sorted(folders - listed, key=natural_key)
-        to_text = [fmt(s) for s in no_folder], [fmt(s) for s in no_row]
-    else:
-        listed_s = {(r.subject, r.session or "") for r in rows}
-        folders_s = {(s, ses) for s, sess in index.sessions.items() for ses in sess}
-        label = "sessions"
-        to_text = (
-            [f"sub-{s}/ses-{e}" for s, e in sorted(listed_s - folders_s)],
-            [f"sub-{s}/ses-{e}" for s, e in sorted(folders_s - listed_s)],
-        )
-    no_folder_t, no_row_t = to_text
-    details = []
-    if no_folder_t:
-        details.append(f"In {table} but no folder: {summarize_paths(no_folder_t)}")
-    if no_row_t:
-        details.append(f"Folder but no row in {table}: {summarize_paths(no_row_t)} "
-                       "(their metadata will be null)")
-    return ValidationCheck(
-        name=f"{table} matches {label} folders", expected=0,
-        actual=len(no_folder_t) + len(no_row_t), passed=not details,
-        details="\n".join(details), severity="warning",
-    )
-
-
-def _metadata_values(schema: Schema, tables: _Tables, sub: str, ses: str | None) -> dict[str, Any]:
-    values: dict[str, Any] = dict.fromkeys(schema.metadata_columns())
-    values.update(tables.by_subject.get(sub, {}))
-    if ses is not None:
-        values.update(tables.by_session.get((sub, ses), {}))
-    return values
-
-
-# -- splits ------------------------------------------------------------------------------
-
-
-def _split_rows(schema: Schema, rows: list[Row]) -> list[ValidationCheck]:
-    if schema.splits is None:
-        return []
-    problems: list[str] = []
-    if isinstance(schema.splits, str):
-        column = schema.splits
-        if column not in schema.metadata_columns():
-            raise SchemaError(f"splits={column!r} must name a declared metadata column.")
-        for r in rows:
-            value = r.values.get(column)
-            if value is None or not _SPLIT_NAME.match(str(value)):
-                problems.append(f"{r.key}: {column}={value!r} is not a split name")
-            else:
-                r.split = str(value)
-    else:
-        assignment: dict[str, str] = {}
-        for split, subjects in schema.splits.items():
-            if not _SPLIT_NAME.match(split):
-                raise SchemaError(f"Split name {split!r} must be letters, digits and _ only.")
-            for s in subjects:
-                label = s.removeprefix("sub-")
-                if label in assignment:
-                    raise SchemaError(f"sub-{label} is listed in splits {assignment[label]!r} "
-                                      f"and {split!r}.")
-                assignment[label] = split
-        for r in rows:
-            if r.subject in assignment:
-                r.split = assignment[r.subject]
-            else:
-                problems.append(f"sub-{r.subject} is in no split")
-    return [ValidationCheck(
-        name="every row has a split", expected=0, actual=len(problems), passed=not problems,
-        details=first_lines(problems, 20),
-    )]
-
-
-# -- coverage ----------------------------------------------------------------------------
-
-
-def _coverage_checks(
-    schema: Schema, index: BidsIndex, claims: dict[str, list[BidsFile]],
-    claimed_by: dict[str, list[str]], unclaimed: list[str],
-) -> list[ValidationCheck]:
-    checks: list[ValidationCheck] = []
-    outside = [p for p in unclaimed if index.file(p) is None]
-    loose = [p for p in unclaimed if (f := index.file(p)) is not None and not f.bids_named]
-    details = ""
-    if unclaimed:
-        details = (f"{len(unclaimed)} NIfTI file(s) under the root are in no column:\n"
-                   + _by_kind(unclaimed, index) + "\n")
-        if loose:
-            details += (f"{len(loose)} of them have non-BIDS names; a glob column can claim "
-                        f"them: {summarize_paths(loose)}\n")
-        if outside:
-            details += (f"{len(outside)} of them are outside any sub-* folder, so no row can "
-                        f"hold them: {summarize_paths(outside)}\n")
-        details += ("Add a column for them, list them in .bidsignore, or accept the loss"
-                    + ("." if schema.strict else " (strict=True makes this an error)."))
-    checks.append(ValidationCheck(
-        name="every NIfTI claimed by a column", expected=0, actual=len(unclaimed),
-        passed=not unclaimed, details=details,
-        severity="error" if schema.strict else "warning",
-    ))
-    empty = [name for name, files in claims.items() if not files]
-    checks.append(ValidationCheck(
-        name="every column matches files", expected=0, actual=len(empty), passed=not empty,
-        details="\n".join(f"Column {n!r} ({schema.image_columns[n].query.describe()}) matched "
-                          "no file. Check the query against a file name." for n in empty),
-    ))
-    twice = sorted((p for p, names in claimed_by.items() if len(names) > 1), key=natural_key)
-    checks.append(ValidationCheck(
-        name="no file in two columns", expected=0, actual=len(twice), passed=not twice,
-        details=first_lines([f"{shown(p)} is in columns {', '.join(claimed_by[p])} (its bytes "
-                             "are stored twice)" for p in twice], 10),
-        severity="warning",
-    ))
-    unreadable = [p for p in index.unreadable if p in claimed_by]
-    checks.append(ValidationCheck(
-        name="claimed files readable", expected=0, actual=len(unreadable), passed=not unreadable,
-        details=(f"Cannot read {summarize_paths(unreadable)}. Broken symlinks usually mean "
-                 "annexed content was not fetched: run `datalad get` (or `git annex get`) "
-                 "on them.") if unreadable else "",
-    ))
-    return checks
-
-
-def _by_kind(paths: list[str], index: BidsIndex) -> str:
-    """One line per kind of file (pipeline, datatype, suffix): count and an example."""
-    groups: dict[str, list[str]] = defaultdict(list)
-    for p in paths:
-        f = index.file(p)
-        if f is None:
-            kind = "outside subject folders"
-        else:
-            kind = "/".join(x for x in (f"derivatives/{f.pipeline}" if f.pipeline else "",
-                                        str(f.entities.get("datatype", "")),
-                                        str(f.entities.get("suffix", ""))) if x)
-        groups[kind].append(p)
-    return "\n".join(f"  {kind}: {len(files)} (e.g. {shown(files[0])})"
-                     for kind, files in sorted(groups.items(), key=lambda kv: -len(kv[1])))
-
-
-# -- features ----------------------------------------------------------------------------
-
-
-def _entity_feature(name: str) -> Value:
-    return Value("int32") if name in index_entities() else Value("string")
-
-
-def _companion_feature(kind: CompanionKind) -> Any:
-    if kind == "text":
-        return Value("string")
-    return List(Value("float32")) if kind == "vector" else List(List(Value("float32")))
-
-
-def _features(
-    schema: Schema, columns: dict[str, Column], keep: dict[str, tuple[str, ...]]
-) -> datasets.Features:
-    feats: dict[str, Any] = {"subject_id": Value("string")}
-    if schema.row != "subject":
-        feats["session_id"] = Value("string")
-    if schema.row == "image":
-        feats["column"] = Value("string")
-        feats["pipeline"] = Value("string")
-        for ent in keep[IMAGE_COLUMN]:
-            feats[ent] = _entity_feature(ent)
-        feats[IMAGE_COLUMN] = Nifti()
-        for ext, kind in _image_row_companions(schema):
-            feats[ext] = _companion_feature(kind)
-        if any(c.sidecar for c in columns.values()):
-            feats["sidecar"] = Value("string")
-    else:
-        for name, col in columns.items():
-            feats[name] = List(Nifti()) if col.many else Nifti()
-            for ent in keep[name]:
-                feats[f"{name}_{ent}"] = List(_entity_feature(ent))
-            for ext, kind in col.companions:
-                feat = _companion_feature(kind)
-                feats[f"{name}_{ext}"] = List(feat) if col.many else feat
-            if col.sidecar:
-                feats[f"{name}_sidecar"] = List(Value("string")) if col.many else Value("string")
-    for name, dtype in schema.metadata_columns().items():
-        feats[name] = Value(dtype)
-    return datasets.Features(feats)
 
 
 def row_ids(row: Row, level: str) -> dict[str, Any]:

@@ -46,6 +46,8 @@ COMPANION_KINDS = ("vector", "matrix", "text")
 _DEFAULT_COMPANION_KIND: dict[str, CompanionKind] = {"bval": "vector", "bvec": "matrix"}
 
 ANY_PIPELINE = "*"
+#: The image column of ``row="image"`` datasets (one image per row, whatever column claimed it).
+IMAGE_COLUMN = "nifti"
 
 
 class SchemaError(InputError, ValueError):
@@ -169,12 +171,14 @@ def _column(
         comp = tuple((ext.lstrip("."), kind) for ext, kind in companions.items())
     else:
         comp = tuple(
-            (e := ext.lstrip("."), _DEFAULT_COMPANION_KIND.get(e, "text")) for ext in companions or ()
+            (e := ext.lstrip("."), _DEFAULT_COMPANION_KIND.get(e, "text"))
+            for ext in companions or ()
         )
     for ext, kind in comp:
         if kind not in COMPANION_KINDS:
             raise SchemaError(
-                f"Companion {ext!r}: kind must be one of {', '.join(COMPANION_KINDS)}, not {kind!r}."
+                f"Companion {ext!r}: kind must be one of {', '.join(COMPANION_KINDS)}, "
+                f"not {kind!r}."
             )
     return Column(
         query=Query(entities=norm, pipeline=pipeline, glob=glob),
@@ -332,14 +336,15 @@ class Schema:
                     f"not {type(col).__name__}."
                 )
             if not name.isidentifier():
-                raise SchemaError(f"Column name {name!r} must be a Python identifier (t1w, bold_rest).")
+                raise SchemaError(f"Column name {name!r} must be a Python identifier "
+                                  "(t1w, bold_rest).")
         object.__setattr__(self, "columns", normalized)
         for table, meta_cols in self.metadata_spec().items():
             for meta_col, spec in meta_cols.items():
                 if spec.dtype not in VALUE_TYPES:
                     raise SchemaError(
-                        f"Metadata column {meta_col!r} of {table}: type {spec.dtype!r} is not one of "
-                        f"{', '.join(VALUE_TYPES)}."
+                        f"Metadata column {meta_col!r} of {table}: type {spec.dtype!r} is not "
+                        f"one of {', '.join(VALUE_TYPES)}."
                     )
         clash = set(self.metadata_columns()) & set(self.reserved_names())
         if clash:
@@ -353,7 +358,8 @@ class Schema:
                 raise SchemaError(
                     f"Config name {config!r}: use lowercase letters, digits, '_' or '-' (it "
                     "names the folder of its Parquet files), and not 'default' or 'data'.")
-            unknown = [n for n in names if n not in self.columns and n not in self.metadata_columns()]
+            unknown = [n for n in names
+                       if n not in self.columns and n not in self.metadata_columns()]
             if unknown:
                 raise SchemaError(f"Config {config!r} names unknown columns {unknown}.")
 
@@ -444,6 +450,7 @@ def as_schema(obj: Schema | Mapping[str, Any]) -> Schema:
 
 
 __all__ = [
-    "ANY_PIPELINE", "Column", "Expected", "MetaColumn", "Privacy", "Query", "Schema", "SchemaError",
-    "as_schema", "entity_names", "load_schema", "many", "meta", "normalize_entity", "one",
+    "ANY_PIPELINE", "IMAGE_COLUMN", "Column", "Expected", "MetaColumn", "Privacy", "Query",
+    "Schema", "SchemaError", "as_schema", "entity_names", "load_schema", "many", "meta",
+    "normalize_entity", "one",
 ]

@@ -11,7 +11,7 @@ orientation (superior and anterior up, subject's left on the left, as NiiVue dra
 every image looks the same way whatever its voxel order.
 
 Images come from a file path (the BIDS tree) or from bytes (a Parquet cell of a staged
-folder). This module owns no policy about which image to show: ``_qc`` and ``_review`` do.
+folder). This module owns no policy about which image to show: ``_qc`` and ``_review_page`` do.
 """
 
 from __future__ import annotations

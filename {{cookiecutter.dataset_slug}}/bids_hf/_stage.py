@@ -22,9 +22,9 @@ from ._rows import RowSet
 from ._state import (
     Manifest,
     ShardRecord,
-    StatePaths,
     mark_verified,
     no_space_is_an_error,
+    recorded_shards,
     write_atomic,
 )
 from ._util import sha256_file
@@ -45,8 +45,8 @@ def remove_stale(out: Path, keep: set[str]) -> list[str]:
         for folder in sorted((p for p in data.iterdir() if p.is_dir()), reverse=True):
             if not any(folder.iterdir()):
                 folder.rmdir()
-    for record in StatePaths(out).shards.glob("*.json"):
-        if f"data/{record.stem}.parquet" not in keep:
+    for name, record in recorded_shards(out).items():
+        if name not in keep:
             record.unlink()
     return removed
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ._errors import DiskFullError, InputError, StagingLockedError
-from ._plan import ShardPlan
+from ._plan import ShardPlan, data_folder
 from ._util import fsync_dir, human_bytes, sha256_file, shown
 
 if TYPE_CHECKING:
@@ -80,7 +80,8 @@ class StatePaths:
         return self.root / "verified.json"
 
     def shard_record(self, shard_name: str) -> Path:
-        """``data/train-00000-of-00003.parquet`` -> ``shards/train-00000-of-00003.json``."""
+        """``data/train-00000-of-00003.parquet`` -> ``shards/train-00000-of-00003.json``
+        (``recorded_shards`` reverses it)."""
         return self.shards / (Path(shard_name).stem + ".json")
 
 
@@ -136,11 +137,20 @@ def require_free_space(folder: Path, needed: int) -> None:
             "Nothing was written.")
 
 
+#: What ``temporary_path`` names look like, to find those a killed run left behind.
+TEMPORARY_GLOB = ".*.tmp"
+
+
+def temporary_path(path: Path) -> Path:
+    """The hidden name, beside ``path``, under which it is written before the rename."""
+    return path.with_name(f".{path.name}.tmp")
+
+
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Replace ``path`` with ``data`` in one step; on failure the old file stays as it was."""
     payload = data.encode("utf-8") if isinstance(data, str) else data
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temporary_path(path)
     with no_space_is_an_error(path.parent, len(payload)):
         try:
             with open(tmp, "wb") as f:
@@ -306,9 +316,11 @@ def forget_shard(out: Path, shard_name: str) -> None:
     StatePaths(out).shard_record(shard_name).unlink(missing_ok=True)
 
 
-def shard_records(out: Path) -> list[Path]:
+def recorded_shards(out: Path) -> dict[str, Path]:
+    """Shard name -> record file, for every record in the folder (``shard_record`` reversed)."""
     folder = StatePaths(out).shards
-    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+    records = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    return {f"{data_folder()}/{record.stem}.parquet": record for record in records}
 
 
 def save_plan(out: Path, plan: ShardPlan) -> None:

@@ -45,7 +45,8 @@ def read_tsv(path: Path) -> pd.DataFrame:
     try:
         return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_filter=False)
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise TableError(f"Cannot read {path.name}: {err}. Check it is tab-separated UTF-8 text.") from err
+        raise TableError(f"Cannot read {path.name}: {err}. Check it is tab-separated UTF-8 "
+                         "text.") from err
 
 
 def convert(value: str, dtype: str, where: str) -> Any:

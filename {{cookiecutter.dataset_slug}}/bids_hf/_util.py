@@ -1,4 +1,5 @@
-"""Small helpers shared by every stage: natural ordering, byte sizes, hashing."""
+"""Small helpers shared by every stage: natural order, byte sizes, hashing, durable renames,
+how paths and lists are shown in messages, and glibc's allocator setting."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import hashlib
 import mmap
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 _DIGITS = re.compile(r"(\d+)")
@@ -31,14 +32,6 @@ def map_large_allocations() -> None:
 
 
 _M_MMAP_THRESHOLD = -3  # glibc's malloc.h
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask: what SLURM or taskset granted)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # not every platform has affinity masks
-        return os.cpu_count() or 1
 
 
 def natural_key(text: str) -> tuple[str | int, ...]:
@@ -129,7 +122,8 @@ def shown(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def first_lines(lines: list[str], limit: int = 20) -> str:
-    """The first ``limit`` lines, then how many more there are: how every list is cut."""
+def first_lines(lines: Sequence[str], limit: int = 20, indent: str = "") -> str:
+    """The first ``limit`` lines, then how many more there are: how every list is cut.
+    ``indent`` starts every line."""
     more = [f"... and {len(lines) - limit} more"] if len(lines) > limit else []
-    return "\n".join([*lines[:limit], *more])
+    return "\n".join(indent + line for line in [*lines[:limit], *more])

@@ -2,7 +2,7 @@
 
 The bytes were verified while the shards were built: every image was hashed as it was read,
 and every shard was read back and its images compared with those hashes before it was kept
-(a reused shard: the file and every source hashed again, see ``_shards``). What is left to
+(a reused shard: the file and every source hashed again, see ``_commit``). What is left to
 check here is cheap, and is about the folder as a whole:
 
 * every file in the manifest exists with its recorded size (and the card and QC picture
@@ -90,7 +90,7 @@ def _every_image_embedded(rowset: RowSet, plan: ShardPlan, manifest: Manifest) -
         for path in sorted(embedded - planned):
             problems.append(f"{shown(path)}: embedded in {spec.name} but not planned there")
         checked += len(planned & embedded)
-    expected = len({f.path for r in rowset.rows for _, f in r.files()})
+    expected = len(rowset.image_paths())
     return ValidationCheck(
         name="every claimed image embedded, read back equal", expected=expected,
         actual=checked, passed=not problems and checked == expected,

@@ -22,14 +22,14 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from ._index import without_row_folders
 from ._inspect import check_nifti
+from ._qc import MASK_SUFFIXES
 from ._schema import ANY_PIPELINE, Column, Schema
 from ._tables import SESSIONS_TABLE
 
 __all__ = ["check_nifti", "phantom", "write_dwi_companions", "write_json", "write_nifti",
            "write_replica", "write_tsv"]
-
-_MASK_SUFFIXES = {"mask", "dseg", "probseg", "roi"}
 
 
 def seed_of(text: str) -> int:
@@ -44,16 +44,17 @@ def phantom(shape: tuple[int, ...], seed: int, kind: str = "brain") -> np.ndarra
     if kind == "mask":
         c = rng.uniform(-0.3, 0.3, size=3)
         r = rng.uniform(0.15, 0.3)
-        blob = ((gx - c[0]) ** 2 + (gy - c[1]) ** 2 + (gz - c[2]) ** 2) < r**2
+        blob: np.ndarray = ((gx - c[0]) ** 2 + (gy - c[1]) ** 2 + (gz - c[2]) ** 2) < r**2
         return blob.astype(np.uint8)
     head = (gx / 0.85) ** 2 + (gy / 0.95) ** 2 + (gz / 0.8) ** 2
-    vol = np.where(head < 1, 600.0, 0.0) + np.where(head < 0.55, 300.0, 0.0)
+    vol: np.ndarray = np.where(head < 1, 600.0, 0.0) + np.where(head < 0.55, 300.0, 0.0)
     vol[(np.abs(gx) < 0.06) & (head < 0.9)] = 150.0  # a midline "fissure"
     vol += rng.normal(0, 25, size=(x, y, z))
     if len(shape) == 4:
         drift = rng.normal(0, 10, size=shape[3])
         vol = vol[..., None] + drift[None, None, None, :]
-    return np.clip(vol, 0, None).astype(np.int16)
+    clipped: np.ndarray = np.clip(vol, 0, None)
+    return clipped.astype(np.int16)
 
 
 def write_nifti(path: Path, shape: tuple[int, ...] = (16, 16, 12), seed: int | None = None,
@@ -90,7 +91,7 @@ def write_json(path: Path, data: Mapping[str, Any]) -> Path:
 
 def write_dwi_companions(image: Path, volumes: int) -> None:
     """``.bval`` (one line) and ``.bvec`` (three lines) for a DWI image with ``volumes`` volumes."""
-    stem = str(image).removesuffix(".gz").removesuffix(".nii")
+    stem = _stem(image)
     bvals = [0] + [1000] * (volumes - 1)
     Path(stem + ".bval").write_text(" ".join(map(str, bvals)) + "\n", encoding="utf-8")
     rng = np.random.default_rng(seed_of(stem))
@@ -135,7 +136,7 @@ def write_replica(schema: Schema, root: Path, subjects: int = 2, sessions: int =
                 for path in _replica_paths(name, col, sub, ses):
                     full = root / path
                     suffix = full.name.split(".")[0].rsplit("_", 1)[-1]
-                    kind = "mask" if suffix in _MASK_SUFFIXES else "brain"
+                    kind = "mask" if suffix in MASK_SUFFIXES else "brain"
                     img_shape = (*shape, 3) if suffix in {"bold", "dwi"} else shape
                     write_nifti(full, img_shape, kind=kind)
                     if path.startswith("derivatives/"):
@@ -144,11 +145,10 @@ def write_replica(schema: Schema, root: Path, subjects: int = 2, sessions: int =
                         if ext in ("bval", "bvec"):
                             write_dwi_companions(full, img_shape[3] if len(img_shape) == 4 else 1)
                         else:
-                            stem = str(full).removesuffix(".gz").removesuffix(".nii")
-                            Path(f"{stem}.{ext}").write_text("synthetic\n", encoding="utf-8")
+                            Path(f"{_stem(full)}.{ext}").write_text("synthetic\n",
+                                                                    encoding="utf-8")
                     if col.sidecar:
-                        stem = str(full).removesuffix(".gz").removesuffix(".nii")
-                        write_json(Path(stem + ".json"), {"RepetitionTime": 2.0})
+                        write_json(Path(_stem(full) + ".json"), {"RepetitionTime": 2.0})
     for p in sorted(pipelines):
         write_json(root / "derivatives" / p / "dataset_description.json",
                    {"Name": p, "BIDSVersion": "1.10.0", "DatasetType": "derivative",
@@ -213,13 +213,15 @@ def _from_glob(glob: str, folder: str, prefix: str, run: int | None) -> str:
     else:
         head = "/".join(p for p in (folder, head) if p)
     path = f"{head}/{concrete}"
-    stripped = "/".join(p for p in path.split("/")
-                        if not ((p.startswith("sub-") and "_" not in p) or (p.startswith("ses-")
-                                and "_" not in p)))
-    if not fnmatch.fnmatchcase(stripped, glob):
+    if not fnmatch.fnmatchcase(without_row_folders(path), glob):  # as Query.matches does
         raise ValueError(f"Cannot make a file for glob {glob!r}; use an entity query for this "
                          "column or write the replica by hand.")
     return path
+
+
+def _stem(image: Path) -> str:
+    """A NIfTI image's path without ``.nii``/``.nii.gz``: its companions and sidecar share it."""
+    return str(image).removesuffix(".gz").removesuffix(".nii")
 
 
 def _first(value: Any) -> Any:
