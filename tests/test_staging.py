@@ -456,6 +456,39 @@ def test_a_source_that_changes_size_during_the_build(sized_arc: Path, reference:
     assert digests(out) == reference.digests
 
 
+def test_a_source_overwritten_in_place_after_the_plan_line(arc_repo: Path, arc_copy: Path,
+                                                           tmp_path: Path) -> None:
+    """Same size, mtime put back: only the ctime (or the bytes) can tell. The run is paused
+    as soon as it prints its plan, the image changed, then the run resumed."""
+    victim = max(arc_copy.glob("sub-*/ses-*/anat/*_T1w.nii.gz"))
+    out = tmp_path / "staged"
+    with subprocess.Popen([sys.executable, "push.py", "--no-progress", "--bids-root",
+                           str(arc_copy), "--out", str(out)], cwd=arc_repo,
+                          stderr=subprocess.PIPE, text=True) as run:
+        assert run.stderr is not None
+        said = []
+        for line in run.stderr:
+            said.append(line)
+            if line.startswith("plan:"):
+                run.send_signal(signal.SIGSTOP)
+                break
+        assert said and said[-1].startswith("plan:"), "".join(said)
+        st = victim.stat()
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        victim.write_bytes(bytes(data))
+        os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert victim.stat().st_size == st.st_size
+        run.send_signal(signal.SIGCONT)
+        said.append(run.stderr.read())
+        assert run.wait(timeout=300) == 2, "".join(said)
+    err = "".join(said)
+    assert f"{victim.relative_to(arc_copy).as_posix()} changed after the tree was indexed" in err
+    assert "Traceback" not in err
+    assert not is_verified(out) and not (out / ".bids_hf" / "manifest.json").exists()
+    assert not half_written(out)
+
+
 def nested(depth: int) -> str:
     return '{"a": ' * depth + "1" + "}" * depth
 
