@@ -202,5 +202,5 @@ def test_public_on_request_and_an_unverified_folder_is_refused(
         (out / ".bids_hf" / "manifest.json").read_text().replace('"dataset"', '"dataset" '))
     refused = push(arc_repo, hub_env, "--out", str(out), "--repo-id", "test-org/open",
                    "--upload-only")
-    assert refused.returncode == 3
+    assert refused.returncode == 2
     assert "has not passed verification since it was last staged" in refused.stderr

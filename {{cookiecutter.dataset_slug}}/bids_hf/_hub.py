@@ -1,7 +1,9 @@
 """Publishing a verified staged folder to the Hub, and verifying the remote copy.
 
 * Only a folder that passed local verification is uploaded (``.bids_hf/verified.json``
-  holds the sha256 of the manifest it verified; a rebuilt folder must verify again).
+  holds the sha256 of the manifest it verified; a rebuilt folder must verify again), and
+  each file is hashed again right before it is sent: one that no longer matches the
+  manifest stops the run as a failed check, before anything is sent.
 * The repo is created private unless asked otherwise; an existing repo's visibility is
   reported, never changed. The token comes from ``HF_TOKEN`` or the cached login and is
   never printed; ``HF_ENDPOINT`` is honoured (huggingface_hub reads it).
@@ -30,7 +32,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
-from ._errors import HubError
+from ._errors import ChecksFailed, InputError
 from ._http import RetryPolicy, with_retries
 from ._plan import data_folder
 from ._results import ValidationCheck, ValidationResult
@@ -59,9 +61,10 @@ def publish(out: Path, repo_id: str, *, private: bool = True, revision: str = "m
     """Upload a staged folder that passed verification; resumable by calling it again."""
     policy = policy or RetryPolicy()
     if not is_verified(out):
-        raise HubError(f"{out} has not passed verification since it was last staged. Run "
-                       "push.py without --repo-id first (or with it: it verifies before "
-                       "uploading).")
+        # A usage mistake (exit 2), not the Hub's doing.
+        raise InputError(f"{out} has not passed verification since it was last staged. Run "
+                         "push.py without --repo-id first (or with it: it verifies before "
+                         "uploading).")
     if retarget_card(out, repo_id):
         say(f"the card now names {repo_id} (it was staged for another repo id)")
     manifest = Manifest.read(out)
@@ -172,10 +175,11 @@ def _operations(out: Path, manifest: Manifest, changes: _Changes) -> list[Any]:
     for name in changes.uploaded:
         op = CommitOperationAdd(path_in_repo=name, path_or_fileobj=out / name)
         if op.upload_info.sha256.hex() != manifest.files[name]["sha256"]:
-            raise HubError(
+            # The check "staged files match manifest" failing at the last moment: exit 1.
+            raise ChecksFailed(
                 f"{out / name} changed since it was verified (its sha256 is not the manifest's); "
                 "nothing was uploaded. Stage again (push.py --bids-root ... --out ...): the "
-                "verification rebuilds or re-checks it.")
+                "verification rebuilds or re-checks it.", None)
         operations.append(op)
     return operations + [CommitOperationDelete(path_in_repo=p) for p in changes.deleted]
 
