@@ -367,6 +367,40 @@ def test_disk_fills_while_writing_the_card_manifest_marker_or_a_record(
 # -- one run per staging folder ----------------------------------------------------------------
 
 
+def test_a_filesystem_without_locks_stages_unlocked_and_says_so(
+        arc_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """NFS mounted with nolock answers flock with ENOLCK (Lustre with noflock: ENOSYS). No
+    such mount can be made here, so flock on the staging folder's lock file answers as it
+    does there (datasets' own cache locks, elsewhere, work as usual)."""
+    import fcntl
+
+    from conftest import run_pipeline
+
+    real_flock = fcntl.flock
+
+    def flock(f: object, operation: int) -> None:
+        if str(getattr(f, "name", "")).endswith(os.path.join(".bids_hf", "lock")) and \
+                operation & (fcntl.LOCK_EX | fcntl.LOCK_SH):
+            raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+        real_flock(f, operation)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    out = tmp_path / "staged"
+    run_pipeline(arc_tree, load_schema("arc"), out)  # asserts the folder verified
+    assert is_verified(out)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(f"{out} does not support file locks (No locks available)" in m for m in warned)
+
+    # Any other failure of flock is not taken for a missing feature.
+    def broken(f: object, operation: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(fcntl, "flock", broken)
+    with pytest.raises(OSError, match="Input/output error"), StagingLock(tmp_path / "other"):
+        pass
+
+
 def test_two_runs_on_the_same_out(arc_repo: Path, sized_arc: Path, reference: Reference,
                                   tmp_path: Path) -> None:
     out = tmp_path / "staged"

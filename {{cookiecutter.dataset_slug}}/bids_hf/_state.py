@@ -211,6 +211,10 @@ def claim(out: Path, dataset: str) -> StatePaths:
 # -- one run at a time ----------------------------------------------------------------------------
 
 
+# flock's answers on a filesystem that has no locks (ENOTSUP is EOPNOTSUPP on Linux).
+_NO_FLOCK = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
+
+
 class StagingLock:
     """An advisory lock on the staging folder, held for the whole run.
 
@@ -238,6 +242,17 @@ class StagingLock:
                 f"{shown(str(self.paths.out))} is in use by another run "
                 f"({_describe_holder(holder)}). Wait "
                 "for it to finish or stop it, or use another --out.") from None
+        except OSError as err:
+            f.close()
+            if err.errno not in _NO_FLOCK:
+                raise
+            # Network filesystems mounted without lock support (NFS with nolock, Lustre with
+            # noflock) refuse flock. Refusing to stage there would shut users out of cluster
+            # scratch space, so the run goes on unlocked and says so.
+            logger.warning("%s does not support file locks (%s): this run is not protected "
+                           "from a second run on the same --out; start one at a time",
+                           shown(str(self.paths.out)), os.strerror(err.errno))
+            return self
         if not self.shared:
             f.seek(0)
             f.truncate()
