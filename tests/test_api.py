@@ -11,7 +11,7 @@ import nibabel as nib
 import pytest
 from bids_hf import BidsDataset, ChecksFailed, InputError, from_bids, many, one, push_to_hub
 from hub_fixtures import HubEnv
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, hf_hub_download
 
 SCHEMA = {"t1w": many("anat/*_T1w.nii.gz"),
           "lesion": "derivatives/lesion_masks/*_mask.nii.gz"}
@@ -51,6 +51,25 @@ def test_the_obvious_push_to_hub_is_the_checked_one_and_stores_bids_paths(
     again = push_to_hub(ds, "test-org/api", out=tmp_path / "staged", max_shard_size="40KB",
                         progress=False, bids_validator=False)
     assert again.commit is None and not again.uploaded  # resumable, nothing left to send
+
+
+def test_push_to_hub_takes_the_cards_prose_and_warns_without_it(
+        arc_tree: Path, tmp_path: Path, hub_env: HubEnv,
+        caplog: pytest.LogCaptureFixture) -> None:
+    ds = BidsDataset.from_bids(arc_tree, schema=SCHEMA)
+    settings = {"out": tmp_path / "staged", "progress": False, "bids_validator": False}
+    ds.push_to_hub("test-org/prose", **settings)
+    assert any("the dataset card still says" in r.getMessage() for r in caplog.records
+               if r.levelname == "WARNING")
+    caplog.clear()
+    prose = "# Stroke cohort\n\nT1w and lesion masks of people with aphasia after a stroke.\n"
+    ds.push_to_hub("test-org/prose", card=prose, **settings)
+    assert not any("still says" in r.getMessage() for r in caplog.records)
+    card = Path(hf_hub_download("test-org/prose", "README.md", repo_type="dataset")).read_text()
+    # Prose without markers keeps its words, and the generated blocks follow it.
+    assert "lesion masks of people with aphasia" in card
+    assert "load_dataset(" in card and "<!-- bids-hf:begin columns -->" in card
+    assert card.index("people with aphasia") < card.index("<!-- bids-hf:begin summary -->")
 
 
 def test_push_to_hub_refuses_a_changed_dataset(arc_tree: Path) -> None:

@@ -144,6 +144,27 @@ def test_the_card_names_the_repo_it_is_uploaded_to(arc_repo: Path, arc_tree: Pat
     assert 'load_dataset("test-org/second"' in card and "test-org/first" not in card
 
 
+def test_a_card_with_placeholder_prose_is_warned_before_upload(
+        arc_repo: Path, arc_tree: Path, tmp_path: Path, hub_env: HubEnv) -> None:
+    out = tmp_path / "staged"
+    first = push(arc_repo, hub_env, "--bids-root", str(arc_tree), "--out", str(out),
+                 "--repo-id", REPO)
+    assert first.returncode == 0, first.stderr
+    assert "warning: the dataset card still says 'Describe the cohort" in first.stderr
+    # The maintainer writes the prose, runs the same command: only the card is sent.
+    readme = arc_repo / "README.md"
+    readme.write_text(readme.read_text().replace(
+        "Describe the cohort, the acquisition, preprocessing of derivatives and the intended use.",
+        "T1w, T2w, BOLD and DWI of people with chronic aphasia after a stroke."))
+    again = push(arc_repo, hub_env, "--bids-root", str(arc_tree), "--out", str(out),
+                 "--repo-id", REPO)
+    assert again.returncode == 0, again.stderr
+    assert "still says" not in again.stderr
+    assert "uploaded 1 file(s)" in again.stderr
+    card = Path(hf_hub_download(REPO, "README.md", repo_type="dataset")).read_text()
+    assert "people with chronic aphasia" in card
+
+
 @pytest.fixture(scope="module")
 def medium_arc(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_arc(tmp_path_factory.mktemp("medium") / "arc", subjects=8, max_sessions=2,

@@ -76,16 +76,20 @@ class BidsDataset(datasets.Dataset):  # type: ignore[misc]  # datasets: no type 
 
     def push_to_hub(self, repo_id: str, *, private: bool = True,
                     out: str | os.PathLike[str] | None = None, options: Options | None = None,
-                    **settings: Any) -> PublishResult:
+                    card: str | None = None, **settings: Any) -> PublishResult:
         """Check, shard, stage, verify and upload the rows ``from_bids`` assembled; then
         check the Hub copy. ``settings`` are fields of ``Options`` (``max_shard_size``,
         ``num_proc``, ``allow_phi``...), as are ``private`` and ``options`` itself.
+        ``card`` is the dataset card's prose in Markdown (e.g. a README.md's text), kept as
+        written; the generated blocks (summary, columns, usage...) go where its
+        ``<!-- bids-hf:begin NAME --><!-- bids-hf:end NAME -->`` markers are, or after it.
 
         The staging folder (``out``, default ``~/.cache/bids_hf/staging/<org>--<name>``) is
         kept, so calling again resumes. Failed checks raise ``ChecksFailed``; upload
         failures raise ``HubError``; both name the files and what to do.
         """
-        return push_to_hub(self, repo_id, private=private, out=out, options=options, **settings)
+        return push_to_hub(self, repo_id, private=private, out=out, options=options, card=card,
+                           **settings)
 
 
 def from_bids(root: str | os.PathLike[str], schema: Schema | Mapping[str, Any],
@@ -97,7 +101,7 @@ def from_bids(root: str | os.PathLike[str], schema: Schema | Mapping[str, Any],
 
 def push_to_hub(ds: datasets.Dataset, repo_id: str, *, private: bool = True,
                 out: str | os.PathLike[str] | None = None, options: Options | None = None,
-                **settings: Any) -> PublishResult:
+                card: str | None = None, **settings: Any) -> PublishResult:
     """Publish a dataset ``from_bids`` returned, with the pipeline push.py runs."""
     rowset = getattr(ds, "_bids_rowset", None)
     if rowset is None or getattr(ds, "_bids_fingerprint", None) != ds._fingerprint:
@@ -120,7 +124,7 @@ def push_to_hub(ds: datasets.Dataset, repo_id: str, *, private: bool = True,
                          "defaced, or that the dataset needs none: Privacy(defaced='yes' or "
                          "'not-needed') in the schema, or affirm_defaced=True.")
     _, published = run(rowset.index.root, rowset.schema, staging, meta, options,
-                       repo_id=repo_id)
+                       repo_id=repo_id, card_source=card)
     assert published is not None and published.result is not None
     return published.result
 

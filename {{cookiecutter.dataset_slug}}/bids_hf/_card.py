@@ -102,6 +102,19 @@ class StagedStats:
     shards: int = 0
 
 
+# What stands where the maintainer's own words go, in the generated repo's README.md and in
+# DEFAULT_SOURCE: a card still holding one says nothing about the data.
+PLACEHOLDER_PROSE = (
+    "Describe the cohort, the acquisition, preprocessing of derivatives and the intended use.",
+    "Describe the cohort, acquisition and intended use here.",
+)
+
+
+def unwritten_prose(card: str) -> str | None:
+    """The placeholder sentence a card still holds, if any."""
+    return next((p for p in PLACEHOLDER_PROSE if p in card), None)
+
+
 def hub_license(meta: CardMeta, description: Mapping[str, Any]) -> tuple[str, str | None]:
     """(license id, license_name for 'other'): the builder's LICENSE, or "auto" mapped from
     dataset_description.json. "other" always carries a name (the Hub asks for one)."""
@@ -198,7 +211,13 @@ def render_card(rowset: RowSet, meta: CardMeta, stats: StagedStats,
         return f"<!-- bids-hf:begin {name} -->\n{content.strip()}\n<!-- bids-hf:end {name} -->"
 
     present = set(_MARKER_NAME.findall(body))
-    if "privacy" not in present and blocks["privacy"]:
+    if not present:
+        # Prose written without our markers (e.g. push_to_hub(card=...)): the generated
+        # blocks follow it, in DEFAULT_SOURCE's order.
+        body = body.rstrip() + "\n\n" + "\n\n".join(
+            f"<!-- bids-hf:begin {n} -->\n<!-- bids-hf:end {n} -->"
+            for n in _MARKER_NAME.findall(DEFAULT_SOURCE)) + "\n"
+    elif "privacy" not in present and blocks["privacy"]:
         # A card source from before this block existed: the decisions must still be shown.
         body = body.rstrip() + "\n\n<!-- bids-hf:begin privacy -->\n<!-- bids-hf:end privacy -->\n"
     body = _MARKER.sub(fill, body)

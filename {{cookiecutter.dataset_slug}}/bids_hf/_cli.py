@@ -341,7 +341,8 @@ def _upload(args: argparse.Namespace, options: Options, out: Path, rowset: RowSe
     else:
         published = publish(out, args.repo_id, options,
                             image_columns=rowset.image_columns if rowset else None,
-                            split=rowset.splits[0] if rowset else None, say=_say)
+                            split=rowset.splits[0] if rowset else None, say=_say,
+                            warn=lambda message: _say(f"warning: {message}"))
         result, checks = published.result, published.remote
         assert result is not None
         _say(f"uploaded {len(result.uploaded)} file(s), {len(result.unchanged)} unchanged, "

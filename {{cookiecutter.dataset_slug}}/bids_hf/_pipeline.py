@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from ._bids_validator import bids_validator_check
-from ._card import CardMeta
+from ._card import CardMeta, unwritten_prose
 from ._checks import image_checks, pre_build_checks, published_findings
 from ._errors import ChecksFailed, DiskFullError, InputError, SourceChangedError
 from ._http import RetryPolicy, http_timeout
@@ -343,9 +343,16 @@ class Published:
 
 def publish(out: Path, repo_id: str, options: Options, *,
             image_columns: dict[str, bool] | None = None, split: str | None = None,
-            say: Say = log.info) -> Published:
-    """Upload a verified staged folder, then check the Hub copy where it landed."""
+            say: Say = log.info, warn: Say = log.warning) -> Published:
+    """Upload a verified staged folder, then check the Hub copy where it landed. ``warn``
+    gets what the maintainer should fix but that does not stop the upload."""
     policy = options.retry_policy()
+    card = out / "README.md"
+    placeholder = unwritten_prose(card.read_text(encoding="utf-8")) if card.is_file() else None
+    if placeholder:
+        warn(f"the dataset card still says {placeholder!r} Write what the data are, how they "
+             "were acquired and what they are for (push.py: this repo's README.md; Python: "
+             "push_to_hub(card=...)), then publish again: only the card is re-sent.")
     if not options.progress:  # huggingface_hub's and hf_xet's bars too
         from huggingface_hub.utils import disable_progress_bars
 
