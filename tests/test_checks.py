@@ -225,7 +225,7 @@ def test_allow_phi_reports_but_does_not_block(arc_repo: Path, arc_copy: Path,
     assert done.returncode == 0, done.stderr
     assert re.search(r"warn\s+no personal information published", done.stderr)
     assert f"{named}: key 'PatientName'" in done.stderr
-    assert "--allow-phi given: reported, not blocking" in done.stderr
+    assert "--allow-phi (allow_phi=True) given: reported, not blocking" in done.stderr
 
 
 def test_checks_pass_on_a_clean_tree(arc_tree: Path) -> None:

@@ -59,7 +59,8 @@ def _unclaimed(schema: Schema, index: BidsIndex, unclaimed: list[str]) -> Valida
             details += (f"{len(outside)} of them are outside any sub-* folder, so no row can "
                         f"hold them: {summarize_paths(outside)}\n")
         details += ("Add a column for them, list them in .bidsignore, or accept the loss"
-                    + ("." if schema.strict else " (strict=True makes this an error)."))
+                    + ("." if schema.strict else
+                       " (--strict, or strict=True in the schema, makes this an error)."))
     return ValidationCheck(
         name="every NIfTI claimed by a column", expected=0, actual=len(unclaimed),
         passed=not unclaimed, details=details,

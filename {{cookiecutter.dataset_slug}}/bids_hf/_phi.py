@@ -280,7 +280,8 @@ def privacy_checks(findings: list[Finding], allow: Mapping[str, str],
             "de-identification), or decide per field in schema.py: "
             f"privacy=Privacy(drop=({', '.join(repr(k) for k in fields[:3])},)) removes sidecar "
             "keys from what is published; Privacy(allow={field: 'reason'}) publishes a field "
-            "you reviewed." if not allow_phi else "\n--allow-phi given: reported, not blocking.")
+            "you reviewed." if not allow_phi
+            else "\n--allow-phi (allow_phi=True) given: reported, not blocking.")
     checks = [
         ValidationCheck(name="no personal information published", expected=0,
                         actual=len(blocking), passed=not blocking, details=details,
