@@ -82,7 +82,8 @@ class BidsDataset(datasets.Dataset):  # type: ignore[misc]  # datasets: no type 
         ``num_proc``, ``allow_phi``...), as are ``private`` and ``options`` itself.
         ``card`` is the dataset card's prose in Markdown (e.g. a README.md's text), kept as
         written; the generated blocks (summary, columns, usage...) go where its
-        ``<!-- bids-hf:begin NAME --><!-- bids-hf:end NAME -->`` markers are, or after it.
+        ``<!-- bids-hf:begin NAME --><!-- bids-hf:end NAME -->`` markers are, or after the
+        prose when it has none. Without ``card``, a placeholder is published, with a warning.
 
         The staging folder (``out``, default ``~/.cache/bids_hf/staging/<org>--<name>``) is
         kept, so calling again resumes. Failed checks raise ``ChecksFailed``; upload
