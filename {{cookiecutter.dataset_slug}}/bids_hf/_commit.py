@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from ._arrow import embedded_hashes
 from ._errors import BidsHfError
 from ._inspect import ImageReport
+from ._parallel import threads
 from ._plan import ShardSpec, config_of
 from ._rows import Row
 from ._state import (
@@ -117,16 +118,20 @@ def verify(written: Written) -> Verified | Outcome:
         return Outcome(spec.name, None, bad)
     hashes = {r.path: r.sha256 for r in written.reports}
     try:
-        files: dict[str, dict[str, Any]] = {}
         mismatched: set[str] = set()
-        for name, tmp in tmps.items():
-            files[name] = {"sha256": sha256_mapped(tmp)}
-            check_written(tmp, spec)
-            columns = job.columns_of(name)
-            mismatched.update(_read_back(tmp, job, hashes,
-                                         None if columns is None else set(columns)))
-            # pyarrow's allocator (mimalloc) keeps a heap per thread: give this one's back.
-            pa.default_memory_pool().release_unused()
+        # Each file's sha256 is taken beside the read-back, not before it: both are GIL-free
+        # passes over the same cached pages, and the next shard's encoding waits for this.
+        with threads(len(tmps), "hash") as hasher:
+            digests = {name: hasher.submit(sha256_mapped, tmp) for name, tmp in tmps.items()}
+            for name, tmp in tmps.items():
+                check_written(tmp, spec)
+                columns = job.columns_of(name)
+                mismatched.update(_read_back(tmp, job, hashes,
+                                             None if columns is None else set(columns)))
+                # pyarrow's allocator (mimalloc) keeps a heap per thread: give this one's back.
+                pa.default_memory_pool().release_unused()
+            files: dict[str, dict[str, Any]] = {
+                name: {"sha256": digest.result()} for name, digest in digests.items()}
     except BaseException:
         discard(written)
         raise
