@@ -168,6 +168,20 @@ def tree_bytes(tree: Path) -> int:
     return sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
 
 
+def arc_tree(work: Path, *, subjects: int, max_sessions: int, shape: tuple[int, int, int],
+             volumes: int) -> Path:
+    """The ARC-shaped tree of real NIfTI files under ``work``, generated once and reused."""
+    from examples.cohorts import make_arc
+
+    tree = work / "arc"
+    if not tree.exists():
+        t = time.perf_counter()
+        make_arc(tree, subjects=subjects, max_sessions=max_sessions, shape=shape,
+                 volumes=volumes)
+        print(f"generated {tree} in {time.perf_counter() - t:.0f} s")
+    return tree
+
+
 def scaled_copy(tree: Path, dest: Path, factor: int) -> Path:
     """``factor`` copies of every subject under new labels, as hard links (no extra disk)."""
     subjects = [p.name for p in tree.iterdir() if p.name.startswith("sub-")]
@@ -218,17 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     sys.path.insert(0, str(ROOT))
-    from examples.cohorts import make_arc
-
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-build-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        tree = work / "arc"
-        if not tree.exists():
-            t = time.perf_counter()
-            make_arc(tree, subjects=args.subjects, max_sessions=args.sessions,
-                     shape=tuple(args.shape), volumes=args.volumes)
-            print(f"generated {tree} in {time.perf_counter() - t:.0f} s")
+        tree = arc_tree(work, subjects=args.subjects, max_sessions=args.sessions,
+                        shape=tuple(args.shape), volumes=args.volumes)
         size = tree_bytes(tree)
         print(f"tree: {size / 1e9:.2f} GB, {sum(1 for _ in tree.rglob('*.nii.gz'))} NIfTI, "
               f"{sum(1 for _ in tree.glob('sub-*/ses-*'))} sessions; {os.cpu_count()} CPUs")

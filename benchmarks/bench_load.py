@@ -319,10 +319,6 @@ def report(loads: list[Load], baselines: dict[tuple[str, str], int], stage: Path
 # -- main -------------------------------------------------------------------------------------
 
 
-def tree_bytes(tree: Path) -> int:
-    return sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -342,18 +338,13 @@ def main(argv: list[str] | None = None) -> int:
         child_main(json.loads(args.child))
         return 0
 
-    from benchmarks.bench_build import scaled_copy
-    from examples.cohorts import make_arc
+    from benchmarks.bench_build import arc_tree, scaled_copy, tree_bytes
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-load-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        tree = work / "arc"
-        if not tree.exists():
-            t = time.perf_counter()
-            make_arc(tree, subjects=args.subjects, max_sessions=args.max_sessions,
-                     shape=tuple(args.shape), volumes=args.volumes)
-            print(f"generated {tree} in {time.perf_counter() - t:.0f} s")
+        tree = arc_tree(work, subjects=args.subjects, max_sessions=args.max_sessions,
+                        shape=tuple(args.shape), volumes=args.volumes)
         print(f"tree: {tree_bytes(tree) / 1e9:.2f} GB, "
               f"{sum(1 for _ in tree.glob('sub-*/ses-*'))} sessions; {os.cpu_count()} cores; "
               f"{'Xet' if args.xet else 'LFS'} transport")
